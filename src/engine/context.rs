@@ -1,0 +1,95 @@
+//! What every binding can reach while a playbook runs.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rhai::EvalAltResult;
+
+use crate::ledger::Ledger;
+use crate::report::Reporter;
+
+/// Shared state of one run (or of an engine built only to validate or to
+/// print docs, in which case there is no ledger).
+pub struct LabContext {
+    pub lab: String,
+    pub provider: String,
+    pub playbook: PathBuf,
+    pub reporter: Arc<Reporter>,
+    pub ledger: Option<Arc<Ledger>>,
+    /// `--set` values, raw text by key.
+    pub sets: BTreeMap<String, String>,
+    /// Keys declared by `params()`, once it has been called.
+    pub declared_params: Mutex<Option<Vec<String>>>,
+    pub handle: tokio::runtime::Handle,
+    /// Set by the first Ctrl-C; checked at every safe point.
+    pub cancel: Arc<AtomicBool>,
+    /// Set when the failure is the user's input (exit code 2), not the lab's.
+    pub input_error: AtomicBool,
+    /// Name of the innermost step that failed first, for the diagnostic.
+    pub failed_step: Mutex<Option<String>>,
+}
+
+/// Result type of bindings.
+pub type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
+
+/// A runtime error for the playbook, with labrun's message.
+pub fn script_error(message: impl Into<String>) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorRuntime(
+        message.into().into(),
+        rhai::Position::NONE,
+    ))
+}
+
+impl LabContext {
+    pub fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::SeqCst)
+    }
+
+    /// Errors out if Ctrl-C was pressed: bindings call this before acting.
+    pub fn check_cancel(&self) -> RhaiResult<()> {
+        if self.cancelled() {
+            Err(script_error("interrupted"))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Runs async work from the (blocking) script thread.
+    pub fn block_on<F: std::future::Future>(&self, fut: F) -> F::Output {
+        self.handle.block_on(fut)
+    }
+
+    /// The ledger, or an error for engines that have none (validate, docs).
+    pub fn ledger(&self) -> RhaiResult<&Arc<Ledger>> {
+        self.ledger
+            .as_ref()
+            .ok_or_else(|| script_error("this engine has no lab state (not a run)"))
+    }
+
+    /// Sleeps in short slices so Ctrl-C is noticed promptly.
+    pub fn sleep(&self, total: Duration) -> RhaiResult<()> {
+        let deadline = std::time::Instant::now() + total;
+        loop {
+            self.check_cancel()?;
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Ok(());
+            }
+            std::thread::sleep((deadline - now).min(Duration::from_millis(50)));
+        }
+    }
+
+    /// Marks the current step changed: operations call this when they acted.
+    pub fn changed(&self) {
+        self.reporter.mark_current_changed();
+    }
+
+    /// Marks this failure as the user's input error (exit code 2).
+    pub fn input_error(&self, message: impl Into<String>) -> Box<EvalAltResult> {
+        self.input_error.store(true, Ordering::SeqCst);
+        script_error(message)
+    }
+}

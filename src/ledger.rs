@@ -1,0 +1,420 @@
+//! Per-lab state on disk: what the lab created, its keys and its secrets.
+//!
+//! One directory per lab under the state root. `ledger.json` lists every
+//! resource, recorded *before* it is created (state `pending`) and again after
+//! (state `created`, with its id), so a run killed at any moment still leaves
+//! enough behind for `labrun destroy`. Secrets live in `secrets.json`, mode
+//! 0600, and nowhere else. A lock file keeps two runs of one lab apart.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::LedgerError;
+use crate::redact::Redactor;
+use crate::secrets;
+
+/// Where labs' state lives: `LABRUN_STATE_DIR`, else `$XDG_STATE_HOME/labrun`,
+/// else `~/.local/state/labrun`.
+pub fn state_root() -> PathBuf {
+    if let Some(dir) = std::env::var_os("LABRUN_STATE_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("labrun");
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
+    PathBuf::from(home).join(".local/state/labrun")
+}
+
+/// Lab names become directory names, Docker labels and AWS tags.
+pub fn validate_lab_name(name: &str) -> Result<(), LedgerError> {
+    let ok = !name.is_empty()
+        && name.len() <= 48
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
+    if ok {
+        Ok(())
+    } else {
+        Err(LedgerError::BadLabName(name.to_string()))
+    }
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResourceState {
+    /// About to be created; may or may not exist.
+    Pending,
+    /// Created; `id` is known.
+    Created,
+}
+
+/// One thing the lab created at its provider.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Resource {
+    /// `network`, `instance`, `security_group`, `key_pair`, ...
+    pub kind: String,
+    /// The lab-level name (unique per kind within the lab).
+    pub name: String,
+    pub id: Option<String>,
+    pub state: ResourceState,
+    /// Provider-specific details (IPs, ports, subnet...).
+    #[serde(default)]
+    pub data: Value,
+    pub recorded_at: u64,
+}
+
+/// What `ledger.json` holds.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LedgerData {
+    pub lab: String,
+    pub provider: String,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub playbook: Option<String>,
+    pub created_at: u64,
+    pub updated_at: u64,
+    #[serde(default)]
+    pub resources: Vec<Resource>,
+    /// Pinned SSH host keys by instance id.
+    #[serde(default)]
+    pub host_keys: BTreeMap<String, String>,
+}
+
+impl LedgerData {
+    /// Reads a lab's ledger without taking its lock (for `status`).
+    pub fn load(dir: &Path) -> Result<Option<LedgerData>, LedgerError> {
+        let path = dir.join("ledger.json");
+        match fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| LedgerError::Corrupt(path, e.to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(LedgerError::Io(path, e)),
+        }
+    }
+
+    /// Resources still worth destroying: everything recorded.
+    pub fn live_resources(&self) -> impl Iterator<Item = &Resource> {
+        self.resources.iter()
+    }
+}
+
+/// An open, locked lab ledger.
+pub struct Ledger {
+    dir: PathBuf,
+    data: Mutex<LedgerData>,
+    secrets: Mutex<BTreeMap<String, String>>,
+    redactor: Redactor,
+    _lock: File,
+}
+
+impl Ledger {
+    /// Opens (creating if needed) the ledger of `lab` under `root`, taking its
+    /// lock. Every stored secret is registered with `redactor` at once, so
+    /// even a secret this run never asks for stays masked.
+    pub fn open(
+        root: &Path,
+        lab: &str,
+        provider: &str,
+        redactor: Redactor,
+    ) -> Result<Ledger, LedgerError> {
+        validate_lab_name(lab)?;
+        let dir = root.join("labs").join(lab);
+        fs::create_dir_all(&dir).map_err(|e| LedgerError::Io(dir.clone(), e))?;
+        let lock_path = dir.join("lock");
+        let mut lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| LedgerError::Io(lock_path.clone(), e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let holder = fs::read_to_string(&lock_path).unwrap_or_default();
+                return Err(LedgerError::Locked {
+                    lab: lab.to_string(),
+                    holder: holder.trim().to_string(),
+                });
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(LedgerError::Io(lock_path, e)),
+        }
+        let _ = lock.set_len(0);
+        let _ = writeln!(lock, "pid {}", std::process::id());
+
+        let now = now_secs();
+        let data = match LedgerData::load(&dir)? {
+            Some(d) => {
+                if d.provider != provider && !d.resources.is_empty() {
+                    return Err(LedgerError::ProviderMismatch {
+                        lab: lab.to_string(),
+                        recorded: d.provider,
+                        requested: provider.to_string(),
+                    });
+                }
+                LedgerData {
+                    provider: provider.to_string(),
+                    ..d
+                }
+            }
+            None => LedgerData {
+                lab: lab.to_string(),
+                provider: provider.to_string(),
+                created_at: now,
+                updated_at: now,
+                ..Default::default()
+            },
+        };
+        let secrets_path = dir.join("secrets.json");
+        let secrets: BTreeMap<String, String> = match fs::read_to_string(&secrets_path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map_err(|e| LedgerError::Corrupt(secrets_path.clone(), e.to_string()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(LedgerError::Io(secrets_path, e)),
+        };
+        for v in secrets.values() {
+            redactor.add(v);
+        }
+        let ledger = Ledger {
+            dir,
+            data: Mutex::new(data),
+            secrets: Mutex::new(secrets),
+            redactor,
+            _lock: lock,
+        };
+        ledger.save()?;
+        Ok(ledger)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Path of the secrets file, for messages that say where a password is.
+    pub fn secrets_path(&self) -> PathBuf {
+        self.dir.join("secrets.json")
+    }
+
+    pub fn snapshot(&self) -> LedgerData {
+        self.data.lock().expect("ledger lock").clone()
+    }
+
+    /// Applies `f` to the data and writes the result atomically.
+    pub fn update<T>(&self, f: impl FnOnce(&mut LedgerData) -> T) -> Result<T, LedgerError> {
+        let mut data = self.data.lock().expect("ledger lock");
+        let out = f(&mut data);
+        data.updated_at = now_secs();
+        let text = serde_json::to_string_pretty(&*data).expect("ledger serializes");
+        write_atomic(
+            &self.dir.join("ledger.json"),
+            self.redactor.redact(&text).as_bytes(),
+            0o644,
+        )?;
+        Ok(out)
+    }
+
+    pub fn save(&self) -> Result<(), LedgerError> {
+        self.update(|_| ())
+    }
+
+    /// Records that a resource is about to be created.
+    pub fn intend(&self, kind: &str, name: &str, data: Value) -> Result<(), LedgerError> {
+        self.update(|d| {
+            if let Some(r) = d
+                .resources
+                .iter_mut()
+                .find(|r| r.kind == kind && r.name == name)
+            {
+                if r.state == ResourceState::Pending {
+                    r.data = data;
+                }
+                return;
+            }
+            d.resources.push(Resource {
+                kind: kind.into(),
+                name: name.into(),
+                id: None,
+                state: ResourceState::Pending,
+                data,
+                recorded_at: now_secs(),
+            });
+        })
+    }
+
+    /// Records that a resource exists, with its provider id.
+    pub fn created(
+        &self,
+        kind: &str,
+        name: &str,
+        id: &str,
+        data: Value,
+    ) -> Result<(), LedgerError> {
+        self.update(|d| {
+            let entry = Resource {
+                kind: kind.into(),
+                name: name.into(),
+                id: Some(id.into()),
+                state: ResourceState::Created,
+                data,
+                recorded_at: now_secs(),
+            };
+            match d
+                .resources
+                .iter_mut()
+                .find(|r| r.kind == kind && r.name == name)
+            {
+                Some(r) => *r = entry,
+                None => d.resources.push(entry),
+            }
+        })
+    }
+
+    /// Drops a resource (by name) that no longer exists.
+    pub fn forget(&self, kind: &str, name: &str) -> Result<(), LedgerError> {
+        self.update(|d| d.resources.retain(|r| !(r.kind == kind && r.name == name)))
+    }
+
+    pub fn resources(&self, kind: &str) -> Vec<Resource> {
+        let data = self.data.lock().expect("ledger lock");
+        data.resources
+            .iter()
+            .filter(|r| r.kind == kind)
+            .cloned()
+            .collect()
+    }
+
+    /// The lab's secret `name`, generated on first use and kept in the 0600
+    /// secrets file.
+    pub fn secret(&self, name: &str) -> Result<String, LedgerError> {
+        let mut secrets = self.secrets.lock().expect("secrets lock");
+        if let Some(v) = secrets.get(name) {
+            return Ok(v.clone());
+        }
+        let value = secrets::generate_password();
+        secrets.insert(name.to_string(), value.clone());
+        self.redactor.add(&value);
+        let text = serde_json::to_string_pretty(&*secrets).expect("secrets serialize");
+        write_atomic(&self.secrets_path(), text.as_bytes(), 0o600)?;
+        Ok(value)
+    }
+
+    /// Reads or writes a private file in the lab directory (key pairs).
+    pub fn write_private(&self, file: &str, contents: &[u8]) -> Result<PathBuf, LedgerError> {
+        let path = self.dir.join(file);
+        write_atomic(&path, contents, 0o600)?;
+        Ok(path)
+    }
+}
+
+/// Writes `contents` to `path` so that readers see the old file or the new
+/// one, never a mix: temp file, fsync, rename, fsync of the directory.
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), LedgerError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp.{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
+    ));
+    let io = |e| LedgerError::Io(path.to_path_buf(), e);
+    {
+        let mut f = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(io)?;
+        f.write_all(contents).map_err(io)?;
+        f.sync_all().map_err(io)?;
+    }
+    fs::rename(&tmp, path).map_err(io)?;
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Labs that have a ledger under `root`, by name.
+pub fn list_labs(root: &Path) -> Vec<String> {
+    let mut labs: Vec<String> = fs::read_dir(root.join("labs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("ledger.json").exists())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    labs.sort();
+    labs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn records_survive_reopen_and_secrets_are_private() {
+        let root = tempfile::tempdir().unwrap();
+        let r = Redactor::new();
+        let pw = {
+            let l = Ledger::open(root.path(), "t1", "local", r.clone()).unwrap();
+            l.intend("instance", "web", Value::Null).unwrap();
+            l.created(
+                "instance",
+                "web",
+                "i-1",
+                serde_json::json!({"ip": "10.0.0.2"}),
+            )
+            .unwrap();
+            l.secret("db").unwrap()
+        };
+        let l = Ledger::open(root.path(), "t1", "local", Redactor::new()).unwrap();
+        let res = l.resources("instance");
+        assert_eq!(res.len(), 1);
+        assert_eq!(res[0].id.as_deref(), Some("i-1"));
+        assert_eq!(l.secret("db").unwrap(), pw);
+        let mode = fs::metadata(l.secrets_path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let ledger_text = fs::read_to_string(l.dir().join("ledger.json")).unwrap();
+        assert!(!ledger_text.contains(&pw));
+    }
+
+    #[test]
+    fn second_open_is_refused_while_locked() {
+        let root = tempfile::tempdir().unwrap();
+        let _a = Ledger::open(root.path(), "t2", "local", Redactor::new()).unwrap();
+        match Ledger::open(root.path(), "t2", "local", Redactor::new()) {
+            Err(LedgerError::Locked { lab, .. }) => assert_eq!(lab, "t2"),
+            other => panic!("expected Locked, got {:?}", other.err()),
+        }
+    }
+
+    #[test]
+    fn bad_lab_names_are_rejected() {
+        assert!(validate_lab_name("../x").is_err());
+        assert!(validate_lab_name("").is_err());
+        assert!(validate_lab_name("mysql_client_server").is_ok());
+    }
+}

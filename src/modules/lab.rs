@@ -1,0 +1,225 @@
+//! Lab primitives: `params`, `secret`, `step`, `parallel`, `sleep`, ...
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, Map, NativeCallContext};
+
+use super::func;
+use crate::engine::diagnostics;
+use crate::engine::{LabContext, RhaiResult, script_error};
+use crate::report::{current_step, enter_step};
+
+pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
+    let c = ctx.clone();
+    func(
+        "params",
+        &["defaults: Map", "Map"],
+        "The playbook's parameters: `defaults` merged with the command line's
+        `--set KEY=VALUE`. A `--set` key not in `defaults` is an error listing the
+        declared keys; values are parsed as JSON or Rhai literals where they parse
+        (a string default always takes the text as given).",
+    )
+    .register_into_engine(engine, move |defaults: Map| -> RhaiResult<Map> {
+        let merged = crate::params::merge(&defaults, &c.sets).map_err(|e| c.input_error(e))?;
+        let mut declared = c.declared_params.lock().expect("params lock");
+        let keys = declared.get_or_insert_with(Vec::new);
+        keys.extend(defaults.keys().map(|k| k.to_string()));
+        Ok(merged)
+    });
+
+    let c = ctx.clone();
+    func(
+        "secret",
+        &["name: string", "String"],
+        "A strong password (24 characters: upper, lower, digit, symbol) generated
+        the first time this lab asks for `name` and the same on every later run.
+        Kept in the lab's 0600 secrets file; its value is masked as `********` in
+        everything labrun prints or writes.",
+    )
+    .register_into_engine(engine, move |name: &str| -> RhaiResult<String> {
+        if !crate::secrets::valid_secret_name(name) {
+            return Err(script_error(format!(
+                "secret(name): invalid name '{name}'; use letters, digits, '_', '-' or '.'"
+            )));
+        }
+        c.ledger()?
+            .secret(name)
+            .map_err(|e| script_error(format!("secret('{name}'): {e}")))
+    });
+
+    let c = ctx.clone();
+    func(
+        "step",
+        &["name: string", "body: Fn", "Dynamic"],
+        "Runs `body` as a named unit of progress and returns its value. The step
+        is reported `changed` if any operation inside changed something, `ok`
+        otherwise, `failed` if it threw (the error then propagates). Steps nest.",
+    )
+    .register_into_engine(
+        engine,
+        move |nctx: NativeCallContext, name: &str, body: FnPtr| -> RhaiResult<Dynamic> {
+            c.check_cancel()?;
+            let id = c.reporter.step_started(name, current_step());
+            let result = {
+                let _guard = enter_step(Some(id));
+                body.call_within_context::<Dynamic>(&nctx, ())
+            };
+            match result {
+                Ok(v) => {
+                    c.reporter.step_finished(id, None);
+                    Ok(v)
+                }
+                Err(e) => {
+                    let leaf = diagnostics::leaf(&e, "");
+                    {
+                        let mut failed = c.failed_step.lock().expect("failed step lock");
+                        failed.get_or_insert_with(|| name.to_string());
+                    }
+                    c.reporter.step_finished(id, Some(&leaf.message));
+                    Err(e)
+                }
+            }
+        },
+    );
+
+    let c = ctx.clone();
+    func(
+        "parallel",
+        &["closures: Array", "Array"],
+        "Runs every closure in `closures` at the same time and returns their
+        results in the same order. If any fails, the others still finish, and the
+        error names every failure.",
+    )
+    .register_into_engine(
+        engine,
+        move |nctx: NativeCallContext, closures: Array| -> RhaiResult<Array> {
+            c.check_cancel()?;
+            run_parallel(&nctx, closures)
+        },
+    );
+
+    let c = ctx.clone();
+    func(
+        "sleep",
+        &["seconds: f64", "()"],
+        "Waits `seconds` (fractions allowed). Ctrl-C interrupts the wait.",
+    )
+    .register_into_engine(engine, move |seconds: f64| -> RhaiResult<()> {
+        sleep(&c, seconds)
+    });
+    let c = ctx.clone();
+    func(
+        "sleep",
+        &["seconds: i64", "()"],
+        "Waits `seconds`. Ctrl-C interrupts the wait.",
+    )
+    .register_into_engine(engine, move |seconds: i64| -> RhaiResult<()> {
+        sleep(&c, seconds as f64)
+    });
+
+    let c = ctx.clone();
+    func(
+        "lab_name",
+        &["String"],
+        "The lab's name (`--lab`, by default the playbook's file stem).",
+    )
+    .register_into_engine(engine, move || -> String { c.lab.clone() });
+
+    let c = ctx.clone();
+    func(
+        "provider",
+        &["String"],
+        "The provider this run uses: `local` or `aws`.",
+    )
+    .register_into_engine(engine, move || -> String { c.provider.clone() });
+
+    let c = ctx.clone();
+    func(
+        "changed",
+        &["()"],
+        "Marks the current step `changed`. For playbook code that acts on its own
+        judgement (built-in operations report their changes themselves).",
+    )
+    .register_into_engine(engine, move || c.changed());
+
+    func(
+        "fail",
+        &["message: string", "()"],
+        "Stops the playbook with `message` (like `throw`, but reads as intent).",
+    )
+    .register_into_engine(engine, |message: &str| -> RhaiResult<()> {
+        Err(script_error(message))
+    });
+}
+
+fn sleep(ctx: &LabContext, seconds: f64) -> RhaiResult<()> {
+    if !seconds.is_finite() || seconds < 0.0 {
+        return Err(script_error(format!(
+            "sleep(seconds): expected a non-negative number, got {seconds}"
+        )));
+    }
+    ctx.sleep(Duration::from_secs_f64(seconds))
+}
+
+/// Calls every closure on its own thread, all sharing the caller's call
+/// context (so captured variables and imports work) and its current step.
+fn run_parallel(nctx: &NativeCallContext, closures: Array) -> RhaiResult<Array> {
+    let mut fns = Vec::with_capacity(closures.len());
+    for (i, item) in closures.into_iter().enumerate() {
+        let type_name = item.type_name();
+        match item.try_cast::<FnPtr>() {
+            Some(f) => fns.push(f),
+            None => {
+                return Err(script_error(format!(
+                    "parallel(closures): item {} is {type_name}, expected a closure such as `|| work()`",
+                    i + 1
+                )));
+            }
+        }
+    }
+    let parent = current_step();
+    let results: Vec<Result<Dynamic, Box<EvalAltResult>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = fns
+            .iter()
+            .map(|f| {
+                scope.spawn(move || {
+                    let _guard = enter_step(parent);
+                    f.call_within_context::<Dynamic>(nctx, ())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(script_error("a parallel closure panicked")))
+            })
+            .collect()
+    });
+    let total = results.len();
+    let mut failures = Vec::new();
+    let mut values = Array::with_capacity(total);
+    for (i, r) in results.into_iter().enumerate() {
+        match r {
+            Ok(v) => values.push(v),
+            Err(e) => {
+                let leaf = diagnostics::leaf(&e, nctx.call_source().unwrap_or(""));
+                let at = leaf
+                    .location
+                    .map(|l| format!(" (at {l})"))
+                    .unwrap_or_default();
+                failures.push(format!("[{}] {}{at}", i + 1, leaf.message));
+            }
+        }
+    }
+    if failures.is_empty() {
+        Ok(values)
+    } else {
+        Err(script_error(format!(
+            "parallel: {} of {total} failed:\n  {}",
+            failures.len(),
+            failures.join("\n  ")
+        )))
+    }
+}

@@ -1,0 +1,472 @@
+//! The one printer: every line labrun shows goes through [`Reporter`].
+//!
+//! Three renderings of the same events: `human` (live spinner lines while steps
+//! run), `plain` (one line per event, for logs and CI) and `json` (NDJSON on
+//! stdout, for tools). Redaction happens here, at the edge, so no caller can
+//! forget it.
+
+use std::cell::Cell;
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::{Value, json};
+
+use crate::redact::Redactor;
+
+/// How run progress is rendered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputMode {
+    /// Live spinner lines on stderr (default when stderr is a terminal).
+    Human,
+    /// One plain line per event on stderr (default otherwise).
+    Plain,
+    /// NDJSON events on stdout, one object per line.
+    Json,
+}
+
+impl OutputMode {
+    /// `human` on a terminal, `plain` otherwise.
+    pub fn detect() -> Self {
+        if std::io::stderr().is_terminal() {
+            OutputMode::Human
+        } else {
+            OutputMode::Plain
+        }
+    }
+}
+
+/// Outcome of a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    Changed,
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Changed => "changed",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+/// Identifies a started step; cheap to copy across threads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StepId(usize);
+
+thread_local! {
+    static CURRENT_STEP: Cell<Option<StepId>> = const { Cell::new(None) };
+}
+
+/// The step the calling thread is working for, if any.
+pub fn current_step() -> Option<StepId> {
+    CURRENT_STEP.with(|c| c.get())
+}
+
+/// Makes `step` the calling thread's current step until the guard drops.
+/// `parallel` uses this to carry the parent's step into its worker threads.
+pub fn enter_step(step: Option<StepId>) -> StepGuard {
+    let previous = CURRENT_STEP.with(|c| c.replace(step));
+    StepGuard { previous }
+}
+
+pub struct StepGuard {
+    previous: Option<StepId>,
+}
+
+impl Drop for StepGuard {
+    fn drop(&mut self) {
+        CURRENT_STEP.with(|c| c.set(self.previous));
+    }
+}
+
+struct StepState {
+    name: String,
+    parent: Option<StepId>,
+    depth: usize,
+    started: Instant,
+    changed: bool,
+    bar: Option<ProgressBar>,
+}
+
+#[derive(Default)]
+struct Tally {
+    ok: usize,
+    changed: usize,
+    failed: usize,
+}
+
+/// Counts of finished steps, for the closing summary and the exit status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub ok: usize,
+    pub changed: usize,
+    pub failed: usize,
+}
+
+pub struct Reporter {
+    mode: OutputMode,
+    verbose: bool,
+    redactor: Redactor,
+    started: Instant,
+    multi: Option<MultiProgress>,
+    steps: Mutex<Vec<StepState>>,
+    tally: Mutex<Tally>,
+    out_lock: Mutex<()>,
+}
+
+impl Reporter {
+    pub fn new(mode: OutputMode, verbose: bool, redactor: Redactor) -> Self {
+        let multi = (mode == OutputMode::Human).then(|| {
+            let m = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
+            if !std::io::stderr().is_terminal() {
+                m.set_draw_target(ProgressDrawTarget::hidden());
+            }
+            m
+        });
+        Reporter {
+            mode,
+            verbose,
+            redactor,
+            started: Instant::now(),
+            multi,
+            steps: Mutex::new(Vec::new()),
+            tally: Mutex::new(Tally::default()),
+            out_lock: Mutex::new(()),
+        }
+    }
+
+    pub fn mode(&self) -> OutputMode {
+        self.mode
+    }
+
+    pub fn verbose(&self) -> bool {
+        self.verbose
+    }
+
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    /// Writes one human/plain line to stderr, above any live spinners.
+    fn line(&self, text: &str) {
+        let text = self.redactor.redact(text);
+        let _guard = self.out_lock.lock().expect("output lock");
+        match &self.multi {
+            Some(m) if !m.is_hidden() => {
+                let _ = m.println(text);
+            }
+            _ => {
+                let mut err = std::io::stderr().lock();
+                let _ = writeln!(err, "{text}");
+            }
+        }
+    }
+
+    /// Writes one JSON event to stdout.
+    fn event(&self, mut value: Value) {
+        if let Value::Object(map) = &mut value {
+            map.insert(
+                "elapsed_total_ms".into(),
+                json!(self.started.elapsed().as_millis() as u64),
+            );
+        }
+        let text = self.redactor.redact(&value.to_string());
+        let _guard = self.out_lock.lock().expect("output lock");
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{text}");
+        let _ = out.flush();
+    }
+
+    pub fn run_started(&self, playbook: &str, lab: &str, provider: &str) {
+        match self.mode {
+            OutputMode::Json => self.event(json!({"event": "run_started", "playbook": playbook,
+                "lab": lab, "provider": provider})),
+            _ => self.line(&format!("==> {playbook} (lab {lab}, provider {provider})")),
+        }
+    }
+
+    pub fn step_started(&self, name: &str, parent: Option<StepId>) -> StepId {
+        let mut steps = self.steps.lock().expect("steps lock");
+        let depth = parent.map(|p| steps[p.0].depth + 1).unwrap_or(0);
+        let bar = self.multi.as_ref().filter(|m| !m.is_hidden()).map(|m| {
+            let bar = m.add(ProgressBar::new_spinner());
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner:.cyan} {prefix:.bold} {elapsed:.dim} {wide_msg:.dim}",
+                )
+                .expect("static template"),
+            );
+            bar.set_prefix(format!(
+                "{}{}",
+                "  ".repeat(depth),
+                self.redactor.redact(name)
+            ));
+            bar.enable_steady_tick(Duration::from_millis(100));
+            bar
+        });
+        let id = StepId(steps.len());
+        steps.push(StepState {
+            name: name.to_string(),
+            parent,
+            depth,
+            started: Instant::now(),
+            changed: false,
+            bar,
+        });
+        drop(steps);
+        match self.mode {
+            OutputMode::Json => self.event(json!({"event": "step_started", "step": name})),
+            OutputMode::Plain => self.line(&format!("{}--> {name}", "  ".repeat(depth))),
+            OutputMode::Human => {}
+        }
+        id
+    }
+
+    /// Records that an operation in `step` (and so in every enclosing step)
+    /// changed something.
+    pub fn mark_changed(&self, step: StepId) {
+        let mut steps = self.steps.lock().expect("steps lock");
+        let mut cursor = Some(step);
+        while let Some(id) = cursor {
+            steps[id.0].changed = true;
+            cursor = steps[id.0].parent;
+        }
+    }
+
+    /// Marks the calling thread's current step changed, if there is one.
+    pub fn mark_current_changed(&self) {
+        if let Some(id) = current_step() {
+            self.mark_changed(id);
+        }
+    }
+
+    /// A line of output from work done for the current step (a remote
+    /// command's stdout, say): shown on the step's live line, and logged
+    /// with `--verbose`.
+    pub fn output(&self, line: &str) {
+        let line = line.trim_end();
+        if line.is_empty() {
+            return;
+        }
+        if let Some(id) = current_step() {
+            let steps = self.steps.lock().expect("steps lock");
+            if let Some(bar) = &steps[id.0].bar {
+                bar.set_message(self.redactor.redact(line));
+            }
+        }
+        if self.verbose {
+            match self.mode {
+                OutputMode::Json => self.event(json!({"event": "output", "line": line})),
+                _ => self.line(&format!("    | {line}")),
+            }
+        }
+    }
+
+    pub fn step_finished(&self, id: StepId, error: Option<&str>) -> Status {
+        let mut steps = self.steps.lock().expect("steps lock");
+        let step = &mut steps[id.0];
+        let status = match (error, step.changed) {
+            (Some(_), _) => Status::Failed,
+            (None, true) => Status::Changed,
+            (None, false) => Status::Ok,
+        };
+        let elapsed = step.started.elapsed();
+        if let Some(bar) = step.bar.take() {
+            bar.finish_and_clear();
+        }
+        let name = step.name.clone();
+        let depth = step.depth;
+        drop(steps);
+        {
+            let mut tally = self.tally.lock().expect("tally lock");
+            match status {
+                Status::Ok => tally.ok += 1,
+                Status::Changed => tally.changed += 1,
+                Status::Failed => tally.failed += 1,
+            }
+        }
+        match self.mode {
+            OutputMode::Json => {
+                let mut ev = json!({"event": "step_finished", "step": name,
+                    "status": status.as_str(), "elapsed_ms": elapsed.as_millis() as u64});
+                if let Some(e) = error {
+                    ev["error"] = json!(e);
+                }
+                self.event(ev)
+            }
+            _ => {
+                let label = match status {
+                    Status::Ok => "ok",
+                    Status::Changed => "changed",
+                    Status::Failed => "FAILED",
+                };
+                self.line(&format!(
+                    "{}{label:<8}{name} ({})",
+                    "  ".repeat(depth),
+                    format_duration(elapsed)
+                ));
+            }
+        }
+        status
+    }
+
+    /// A message from the playbook (`print`, `debug`) or from labrun itself.
+    pub fn log(&self, message: &str) {
+        match self.mode {
+            OutputMode::Json => {
+                let mut ev = json!({"event": "log", "message": message});
+                if let Some(id) = current_step() {
+                    let steps = self.steps.lock().expect("steps lock");
+                    ev["step"] = json!(steps[id.0].name);
+                }
+                self.event(ev)
+            }
+            _ => {
+                let depth = current_step()
+                    .map(|id| self.steps.lock().expect("steps lock")[id.0].depth + 1)
+                    .unwrap_or(0);
+                for l in message.lines() {
+                    self.line(&format!("{}{l}", "  ".repeat(depth)));
+                }
+            }
+        }
+    }
+
+    /// A warning from labrun itself.
+    pub fn warn(&self, message: &str) {
+        match self.mode {
+            OutputMode::Json => self.event(json!({"event": "warning", "message": message})),
+            _ => self.line(&format!("warning: {message}")),
+        }
+    }
+
+    /// Name of a step, for error messages.
+    pub fn step_name(&self, id: StepId) -> String {
+        self.steps.lock().expect("steps lock")[id.0].name.clone()
+    }
+
+    pub fn summary(&self) -> Summary {
+        let t = self.tally.lock().expect("tally lock");
+        Summary {
+            ok: t.ok,
+            changed: t.changed,
+            failed: t.failed,
+        }
+    }
+
+    pub fn run_finished(&self, error: Option<&str>) -> Summary {
+        let s = self.summary();
+        let elapsed = self.started.elapsed();
+        let status = if error.is_some() || s.failed > 0 {
+            "failed"
+        } else {
+            "ok"
+        };
+        match self.mode {
+            OutputMode::Json => {
+                let mut ev = json!({"event": "run_finished", "status": status, "ok": s.ok,
+                    "changed": s.changed, "failed": s.failed,
+                    "elapsed_ms": elapsed.as_millis() as u64});
+                if let Some(e) = error {
+                    ev["error"] = json!(e);
+                }
+                self.event(ev)
+            }
+            _ => self.line(&format!(
+                "{status}: ok={} changed={} failed={} in {}",
+                s.ok,
+                s.changed,
+                s.failed,
+                format_duration(elapsed)
+            )),
+        }
+        s
+    }
+
+    /// Prints an error diagnostic on stderr (in every mode; JSON consumers
+    /// get the message in `run_finished` too).
+    pub fn error(&self, text: &str) {
+        let text = self.redactor.redact(text);
+        let _guard = self.out_lock.lock().expect("output lock");
+        match &self.multi {
+            Some(m) if !m.is_hidden() => {
+                let _ = m.println(text);
+            }
+            _ => {
+                let _ = writeln!(std::io::stderr().lock(), "{text}");
+            }
+        }
+    }
+
+    /// A progress bar for long work outside steps' spinners (image builds),
+    /// drawn only in human mode.
+    pub fn progress_bar(&self, len: u64, message: &str) -> ProgressBar {
+        match &self.multi {
+            Some(m) if !m.is_hidden() => {
+                let bar = m.add(ProgressBar::new(len));
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{spinner:.cyan} {msg} [{bar:30}] {pos}/{len} {elapsed:.dim}",
+                    )
+                    .expect("static template")
+                    .progress_chars("=> "),
+                );
+                bar.set_message(message.to_string());
+                bar.enable_steady_tick(Duration::from_millis(100));
+                bar
+            }
+            _ => {
+                self.line(&format!("... {message}"));
+                ProgressBar::hidden()
+            }
+        }
+    }
+}
+
+/// `350ms`, `1.2s`, `2m03s`.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        format!("{}m{:02}s", ms / 60_000, (ms % 60_000) / 1000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(format_duration(Duration::from_millis(350)), "350ms");
+        assert_eq!(format_duration(Duration::from_millis(1234)), "1.2s");
+        assert_eq!(format_duration(Duration::from_secs(123)), "2m03s");
+    }
+
+    #[test]
+    fn changed_propagates_to_parents() {
+        let r = Reporter::new(OutputMode::Plain, false, Redactor::new());
+        let outer = r.step_started("outer", None);
+        let inner = r.step_started("inner", Some(outer));
+        r.mark_changed(inner);
+        assert_eq!(r.step_finished(inner, None), Status::Changed);
+        assert_eq!(r.step_finished(outer, None), Status::Changed);
+        assert_eq!(
+            r.summary(),
+            Summary {
+                ok: 0,
+                changed: 2,
+                failed: 0
+            }
+        );
+    }
+}

@@ -1,0 +1,4 @@
+//! One integration-test binary: every test runs the real `labrun` binary.
+
+mod harness;
+mod runtime;
