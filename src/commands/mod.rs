@@ -28,5 +28,7 @@ pub fn offline_context(runtime: &tokio::runtime::Runtime, playbook: &Path) -> Ar
         cancel: Arc::new(AtomicBool::new(false)),
         input_error: AtomicBool::new(false),
         failed_step: Default::default(),
+        provider_options: Default::default(),
+        provider_impl: Default::default(),
     })
 }

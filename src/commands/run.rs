@@ -81,6 +81,8 @@ fn execute(
         cancel: cancel.clone(),
         input_error: AtomicBool::new(false),
         failed_step: Default::default(),
+        provider_options: Default::default(),
+        provider_impl: Default::default(),
     });
     let engine = Arc::new(engine::build(&ctx, &sources));
     let interrupt = runtime.spawn(watch_ctrl_c(cancel.clone(), reporter.clone()));

@@ -9,6 +9,7 @@ use std::time::Duration;
 use rhai::EvalAltResult;
 
 use crate::ledger::Ledger;
+use crate::providers::{self, LabScope, Provider, ProviderError, ProviderOptions};
 use crate::report::Reporter;
 
 /// Shared state of one run (or of an engine built only to validate or to
@@ -30,6 +31,10 @@ pub struct LabContext {
     pub input_error: AtomicBool,
     /// Name of the innermost step that failed first, for the diagnostic.
     pub failed_step: Mutex<Option<String>>,
+    pub provider_options: ProviderOptions,
+    /// Connected on first use, so playbooks that launch nothing need no
+    /// Docker engine or cloud credentials.
+    pub provider_impl: Mutex<Option<Arc<dyn Provider>>>,
 }
 
 /// Result type of bindings.
@@ -82,6 +87,32 @@ impl LabContext {
         }
     }
 
+    /// The lab's provider, connected (and the lab key made) on first use.
+    pub fn provider(&self) -> RhaiResult<Arc<dyn Provider>> {
+        let mut slot = self.provider_impl.lock().expect("provider lock");
+        if let Some(p) = slot.as_ref() {
+            return Ok(p.clone());
+        }
+        let ledger = self.ledger()?.clone();
+        let key =
+            crate::keys::ensure(&ledger, &self.lab).map_err(|e| script_error(e.to_string()))?;
+        let scope = LabScope {
+            lab: self.lab.clone(),
+            ledger,
+            reporter: self.reporter.clone(),
+            public_key: key.public_line,
+        };
+        let p = self
+            .block_on(providers::connect(
+                &self.provider,
+                scope,
+                &self.provider_options,
+            ))
+            .map_err(|e| provider_error("provider", e))?;
+        *slot = Some(p.clone());
+        Ok(p)
+    }
+
     /// Marks the current step changed: operations call this when they acted.
     pub fn changed(&self) {
         self.reporter.mark_current_changed();
@@ -92,4 +123,9 @@ impl LabContext {
         self.input_error.store(true, Ordering::SeqCst);
         script_error(message)
     }
+}
+
+/// A provider failure as a playbook error naming the function that failed.
+pub fn provider_error(function: &str, e: ProviderError) -> Box<EvalAltResult> {
+    script_error(format!("{function}: {e}"))
 }

@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 
 use rhai::{AST, Engine, EvalAltResult};
 
-pub use context::{LabContext, RhaiResult, script_error};
+pub use context::{LabContext, RhaiResult, provider_error, script_error};
 use resolver::{LabResolver, Sources};
 
 use crate::error::RunError;

@@ -2,17 +2,23 @@
 //! mapping. One file per script namespace; all registered by
 //! [`register_all`].
 
+pub mod ec2;
 pub mod lab;
+pub mod sg;
 
 use std::sync::Arc;
 
-use rhai::{Engine, FuncRegistration};
+use rhai::{Engine, FuncRegistration, Map};
+
+use crate::engine::{RhaiResult, script_error};
 
 use crate::engine::LabContext;
 
 /// Registers every binding into `engine`.
 pub fn register_all(engine: &mut Engine, ctx: &Arc<LabContext>) {
     lab::register(engine, ctx);
+    ec2::register(engine, ctx);
+    sg::register(engine, ctx);
 }
 
 /// A function registration carrying its doc comment and parameter names,
@@ -29,4 +35,25 @@ pub fn func(name: &str, params: &[&str], doc: &str) -> FuncRegistration {
     FuncRegistration::new(name)
         .with_params_info(params)
         .with_comments(comments)
+}
+
+/// Checks an options map: every key known, every required key present.
+pub fn map_keys(function: &str, map: &Map, known: &[&str], required: &[&str]) -> RhaiResult<()> {
+    for k in map.keys() {
+        if !known.contains(&k.as_str()) {
+            return Err(script_error(format!(
+                "{function}: unknown key `{k}`; expected {}",
+                known.join(", ")
+            )));
+        }
+    }
+    for r in required {
+        if !map.contains_key(*r) {
+            return Err(script_error(format!(
+                "{function}: missing `{r}` (keys: {})",
+                known.join(", ")
+            )));
+        }
+    }
+    Ok(())
 }

@@ -1,0 +1,118 @@
+//! Providers speak the lab's domain (instances, security groups, key pairs),
+//! never an SDK's: the `ec2` and `sg` bindings call only [`Provider`], and
+//! the local (Docker) and AWS implementations sit side by side behind it.
+
+pub mod types;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use types::*;
+
+use crate::ledger::Ledger;
+use crate::report::Reporter;
+
+/// What went wrong at a provider, with what a user needs to act.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// Bad input from the playbook (unknown image or type, malformed CIDR).
+    #[error("{0}")]
+    Invalid(String),
+    /// The provider cannot be reached or used at all; the text says how to fix it.
+    #[error("{0}")]
+    Unavailable(String),
+    /// An API call failed: `action` is what labrun was doing.
+    #[error("{action}: {code}: {message}")]
+    Api {
+        action: String,
+        code: String,
+        message: String,
+    },
+    #[error("{kind} '{id}' not found")]
+    NotFound { kind: &'static str, id: String },
+    #[error("{0}")]
+    Ledger(#[from] crate::error::LedgerError),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type ProviderResult<T> = Result<T, ProviderError>;
+
+/// Everything a provider needs to know about the lab it works for.
+#[derive(Clone)]
+pub struct LabScope {
+    pub lab: String,
+    pub ledger: Arc<Ledger>,
+    pub reporter: Arc<Reporter>,
+    /// The lab's SSH public key (OpenSSH one-line format).
+    pub public_key: String,
+}
+
+/// Options only some providers use (AWS region, profile, endpoint).
+#[derive(Clone, Debug, Default)]
+pub struct ProviderOptions {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    pub endpoint_url: Option<String>,
+    /// Overrides operator address detection (CIDR).
+    pub operator_cidr: Option<String>,
+}
+
+/// A place where a lab's instances run. Every method is scoped to one lab;
+/// every mutating method is idempotent and says whether it changed anything.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// `local` or `aws`.
+    fn name(&self) -> &'static str;
+
+    /// Where labrun's own traffic to instances comes from, as a CIDR: what
+    /// an SSH rule for the operator must allow.
+    async fn operator_cidr(&self) -> ProviderResult<String>;
+
+    /// The security group `name` of this lab, created if missing.
+    async fn ensure_group(
+        &self,
+        name: &str,
+        description: &str,
+    ) -> ProviderResult<(SecurityGroup, bool)>;
+
+    /// The lab's security groups, with their current rules.
+    async fn groups(&self) -> ProviderResult<Vec<SecurityGroup>>;
+
+    /// Adds an ingress rule; `false` if it was already there.
+    async fn authorize(&self, group_id: &str, rule: &Rule) -> ProviderResult<bool>;
+
+    /// Removes an ingress rule; `false` if it was not there.
+    async fn revoke(&self, group_id: &str, rule: &Rule) -> ProviderResult<bool>;
+
+    /// Launches the instance `spec.name` of this lab, or returns the running
+    /// one of that name (`false`: nothing changed).
+    async fn launch(&self, spec: &InstanceSpec) -> ProviderResult<(Instance, bool)>;
+
+    /// The lab's instances (not terminated).
+    async fn instances(&self) -> ProviderResult<Vec<Instance>>;
+
+    /// Terminates an instance; `false` if it was already gone.
+    async fn terminate(&self, id: &str) -> ProviderResult<bool>;
+
+    /// Removes everything of the lab, found through the ledger and through
+    /// labels/tags; what the provider no longer has is not an error.
+    /// Returns one line per removed resource.
+    async fn destroy(&self) -> ProviderResult<Vec<String>>;
+
+    /// Images this provider can launch, for errors and `labrun images`.
+    async fn images(&self) -> ProviderResult<Vec<ImageInfo>>;
+}
+
+/// Connects to the provider `kind` for `scope`.
+pub async fn connect(
+    kind: &str,
+    scope: LabScope,
+    options: &ProviderOptions,
+) -> ProviderResult<Arc<dyn Provider>> {
+    let _ = (&scope, options);
+    Err(ProviderError::Unavailable(format!(
+        "provider '{kind}' is not available in this build"
+    )))
+}
