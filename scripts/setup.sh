@@ -40,6 +40,28 @@ ensure_rust() {
     rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy 2>/dev/null || true
 }
 
+# ensure_docker: Docker Engine (Debian's docker.io) running, plus what the
+# local provider uses on the host: debootstrap (base images), nft and
+# nsenter (security groups), the ssh client (tests).
+ensure_docker() {
+    ensure_apt docker.io tini debootstrap nftables util-linux tar openssh-client ca-certificates
+    docker info >/dev/null 2>&1 && return 0
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        log "starting docker (systemd)"
+        as_root systemctl start docker
+    else
+        log "starting dockerd (log: /var/log/dockerd.log)"
+        as_root sh -c 'setsid dockerd >/var/log/dockerd.log 2>&1 </dev/null &'
+    fi
+    for _ in $(seq 300); do
+        docker info >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    log "dockerd did not answer within 30 s; see /var/log/dockerd.log"
+    return 1
+}
+
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     ensure_rust
+    ensure_docker
 fi

@@ -1,6 +1,8 @@
 //! One file per subcommand.
 
+pub mod destroy;
 pub mod docs;
+pub mod images;
 pub mod run;
 pub mod status;
 pub mod validate;

@@ -2,6 +2,7 @@
 //! never an SDK's: the `ec2` and `sg` bindings call only [`Provider`], and
 //! the local (Docker) and AWS implementations sit side by side behind it.
 
+pub mod local;
 pub mod types;
 
 use std::sync::Arc;
@@ -111,8 +112,12 @@ pub async fn connect(
     scope: LabScope,
     options: &ProviderOptions,
 ) -> ProviderResult<Arc<dyn Provider>> {
-    let _ = (&scope, options);
-    Err(ProviderError::Unavailable(format!(
-        "provider '{kind}' is not available in this build"
-    )))
+    match kind {
+        "local" => Ok(Arc::new(
+            local::LocalProvider::connect(scope, options).await?,
+        )),
+        _ => Err(ProviderError::Unavailable(format!(
+            "provider '{kind}' is not available in this build"
+        ))),
+    }
 }
