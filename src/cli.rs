@@ -48,12 +48,13 @@ pub struct DestroyArgs {
     pub lab: String,
 
     #[command(flatten)]
-    pub provider: ProviderArgs,
+    pub aws: AwsArgs,
 }
 
-/// Options of the AWS provider (the local provider ignores them).
+/// Where the AWS provider connects (the local provider ignores these).
 #[derive(Debug, Clone, Default, Args)]
-pub struct ProviderArgs {
+#[command(next_help_heading = "AWS")]
+pub struct AwsArgs {
     /// AWS region [default: AWS_REGION, the profile's region, or the lab's recorded region]
     #[arg(long, value_name = "REGION")]
     pub region: Option<String>,
@@ -65,32 +66,20 @@ pub struct ProviderArgs {
     /// EC2 API endpoint, for an emulator such as moto [default: AWS_ENDPOINT_URL, else AWS's]
     #[arg(long, value_name = "URL")]
     pub endpoint_url: Option<String>,
-
-    /// Where your SSH traffic comes from (CIDR), for rules that admit only you
-    /// [default: detected; on AWS your public address, asked of checkip.amazonaws.com]
-    #[arg(long, env = "LABRUN_OPERATOR_CIDR", value_name = "CIDR")]
-    pub operator_cidr: Option<String>,
-
-    /// VPC for the lab's groups and instances [default: the region's default VPC]
-    #[arg(long, value_name = "VPC_ID")]
-    pub vpc: Option<String>,
-
-    /// Subnet for the lab's instances [default: a default subnet of the VPC]
-    #[arg(long, value_name = "SUBNET_ID")]
-    pub subnet: Option<String>,
 }
 
-impl ProviderArgs {
-    /// The options, an empty value (`LABRUN_OPERATOR_CIDR=`) counting as unset.
+/// An empty value (`LABRUN_OPERATOR_CIDR=`) counts as unset.
+fn given(v: &Option<String>) -> Option<String> {
+    v.clone().filter(|s| !s.trim().is_empty())
+}
+
+impl AwsArgs {
     pub fn options(&self) -> crate::providers::ProviderOptions {
-        let given = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
         crate::providers::ProviderOptions {
             region: given(&self.region),
             profile: given(&self.profile),
             endpoint_url: given(&self.endpoint_url),
-            operator_cidr: given(&self.operator_cidr),
-            vpc: given(&self.vpc),
-            subnet: given(&self.subnet),
+            ..Default::default()
         }
     }
 }
@@ -138,8 +127,32 @@ pub struct RunArgs {
     #[arg(short, long)]
     pub verbose: bool,
 
+    /// Where your SSH traffic comes from (CIDR), for rules that admit only you
+    /// [default: detected; on AWS your public address, asked of checkip.amazonaws.com]
+    #[arg(long, env = "LABRUN_OPERATOR_CIDR", value_name = "CIDR")]
+    pub operator_cidr: Option<String>,
+
     #[command(flatten)]
-    pub provider_args: ProviderArgs,
+    pub aws: AwsArgs,
+
+    /// VPC for the lab's groups and instances [default: the region's default VPC]
+    #[arg(long, value_name = "VPC_ID", help_heading = "AWS")]
+    pub vpc: Option<String>,
+
+    /// Subnet for the lab's instances [default: a default subnet of the VPC]
+    #[arg(long, value_name = "SUBNET_ID", help_heading = "AWS")]
+    pub subnet: Option<String>,
+}
+
+impl RunArgs {
+    pub fn provider_options(&self) -> crate::providers::ProviderOptions {
+        crate::providers::ProviderOptions {
+            operator_cidr: given(&self.operator_cidr),
+            vpc: given(&self.vpc),
+            subnet: given(&self.subnet),
+            ..self.aws.options()
+        }
+    }
 }
 
 /// `labrun PLAYBOOK ...` → `labrun run PLAYBOOK ...`.

@@ -54,8 +54,7 @@ fn execute(
     };
     let removed = runtime
         .block_on(async {
-            let provider =
-                providers::connect(&data.provider, scope, &args.provider.options()).await?;
+            let provider = providers::connect(&data.provider, scope, &args.aws.options()).await?;
             provider.destroy().await
         })
         .map_err(|e| format!("destroying lab '{lab}' on {}: {e}", data.provider))?;

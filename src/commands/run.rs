@@ -49,7 +49,7 @@ fn execute(
     }
     let lab = lab_name(args);
     ledger::validate_lab_name(&lab)?;
-    let provider_options = args.provider_args.options();
+    let provider_options = args.provider_options();
     if let Some(cidr) = &provider_options.operator_cidr {
         crate::providers::parse_cidr(cidr)
             .map_err(|e| RunError::Input(format!("--operator-cidr: {e}")))?;
