@@ -40,17 +40,10 @@ pub enum Command {
         #[arg(long)]
         lab: Option<String>,
     },
-    /// Remove everything a lab created (instances, network, security
-    /// groups), found through its ledger and its labels; keeps its key and
-    /// secrets so a re-run reuses them
-    Destroy {
-        /// The lab to destroy [default: the only lab there is]
-        #[arg(long, env = "LABRUN_LAB")]
-        lab: Option<String>,
-        /// Destroy every lab
-        #[arg(long, conflicts_with = "lab")]
-        all: bool,
-    },
+    /// Remove everything a lab created (instances, network, security groups,
+    /// key pair), found through its ledger and its labels/tags; keeps its key
+    /// and secrets so a re-run reuses them
+    Destroy(DestroyArgs),
     /// List the local provider's base images; build them with --build
     Images {
         /// Build this image now if it is not built yet (repeatable)
@@ -60,6 +53,53 @@ pub enum Command {
         #[arg(long, requires = "build")]
         rebuild: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    /// The lab to remove [default: the only lab there is]
+    #[arg(long, env = "LABRUN_LAB")]
+    pub lab: Option<String>,
+
+    /// Remove every lab
+    #[arg(long, conflicts_with = "lab")]
+    pub all: bool,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+/// Where the AWS provider connects (the local provider ignores these).
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "AWS")]
+pub struct AwsArgs {
+    /// AWS region [default: AWS_REGION, the profile's region, or the lab's recorded region]
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// AWS profile for credentials and region [default: AWS_PROFILE, else `default`]
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// EC2 API endpoint, for an emulator such as moto [default: AWS_ENDPOINT_URL, else AWS's]
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+}
+
+/// An empty value (`LABRUN_OPERATOR_CIDR=`) counts as unset.
+fn given(v: &Option<String>) -> Option<String> {
+    v.clone().filter(|s| !s.trim().is_empty())
+}
+
+impl AwsArgs {
+    pub fn options(&self) -> crate::providers::ProviderOptions {
+        crate::providers::ProviderOptions {
+            region: given(&self.region),
+            profile: given(&self.profile),
+            endpoint_url: given(&self.endpoint_url),
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -104,6 +144,33 @@ pub struct RunArgs {
     /// Show remote commands' output lines as they arrive
     #[arg(short, long)]
     pub verbose: bool,
+
+    /// Where your SSH traffic comes from (CIDR), for rules that admit only you
+    /// [default: detected; on AWS your public address, asked of checkip.amazonaws.com]
+    #[arg(long, env = "LABRUN_OPERATOR_CIDR", value_name = "CIDR")]
+    pub operator_cidr: Option<String>,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
+
+    /// VPC for the lab's groups and instances [default: the region's default VPC]
+    #[arg(long, value_name = "VPC_ID", help_heading = "AWS")]
+    pub vpc: Option<String>,
+
+    /// Subnet for the lab's instances [default: a default subnet of the VPC]
+    #[arg(long, value_name = "SUBNET_ID", help_heading = "AWS")]
+    pub subnet: Option<String>,
+}
+
+impl RunArgs {
+    pub fn provider_options(&self) -> crate::providers::ProviderOptions {
+        crate::providers::ProviderOptions {
+            operator_cidr: given(&self.operator_cidr),
+            vpc: given(&self.vpc),
+            subnet: given(&self.subnet),
+            ..self.aws.options()
+        }
+    }
 }
 
 /// `labrun PLAYBOOK ...` → `labrun run PLAYBOOK ...`.

@@ -50,7 +50,7 @@ pub fn run() -> i32 {
         Command::Validate { playbook } => commands::validate::validate(&runtime, &playbook),
         Command::Docs => commands::docs::docs(&runtime),
         Command::Status { lab } => commands::status::status(&runtime, lab.as_deref()),
-        Command::Destroy { lab, all } => commands::destroy::destroy(&runtime, lab.as_deref(), all),
+        Command::Destroy(args) => commands::destroy::destroy(&runtime, args),
         Command::Images { build, rebuild } => commands::images::images(&runtime, &build, rebuild),
     }
 }

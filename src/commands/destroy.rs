@@ -1,21 +1,23 @@
-//! `labrun destroy`: removes everything a lab created, found through its
-//! ledger and the provider's labels alone (no playbook needed). The lab's
-//! key and secrets stay, so running the playbook again reuses them.
+//! `labrun destroy [--lab NAME | --all]`: remove everything a lab created,
+//! at the provider its ledger names, found through the ledger and through
+//! labels/tags (no playbook needed). The lab's key and secrets stay, so
+//! running the playbook again reuses them.
 
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::cli::DestroyArgs;
 use crate::error::exit;
 use crate::keys;
 use crate::ledger::{self, Ledger, LedgerData};
-use crate::providers::{self, LabScope, ProviderOptions};
+use crate::providers::{self, LabScope};
 use crate::redact::Redactor;
 use crate::report::{OutputMode, Reporter};
 
-pub fn destroy(runtime: &tokio::runtime::Runtime, lab: Option<&str>, all: bool) -> i32 {
-    let root = ledger::state_root();
+pub fn destroy(runtime: &tokio::runtime::Runtime, args: DestroyArgs) -> i32 {
     let reporter = Arc::new(Reporter::new(OutputMode::detect(), false, Redactor::new()));
-    let labs = match targets(&root, lab, all) {
+    let root = ledger::state_root();
+    let labs = match targets(&root, &args) {
         Ok(labs) => labs,
         Err(message) => {
             reporter.error(&format!("error: {message}"));
@@ -23,37 +25,28 @@ pub fn destroy(runtime: &tokio::runtime::Runtime, lab: Option<&str>, all: bool) 
         }
     };
     let mut code = exit::OK;
-    for lab in labs {
-        match destroy_lab(runtime, &root, &lab, &reporter) {
-            Ok(lines) if lines.is_empty() => reporter.log(&format!("lab {lab}: nothing to remove")),
-            Ok(lines) => {
-                for l in &lines {
-                    reporter.log(&format!("lab {lab}: {l}"));
-                }
-                reporter.log(&format!(
-                    "lab {lab}: destroyed ({} resources removed; key and secrets kept in {})",
-                    lines.len(),
-                    root.join("labs").join(&lab).display()
-                ));
+    for lab in &labs {
+        let result = match execute(runtime, &root, lab, &args, &reporter) {
+            Ok(code) => code,
+            Err(e) => {
+                reporter.error(&format!("error: {e}"));
+                exit::FAILED
             }
-            Err(message) => {
-                reporter.error(&format!("error: lab {lab}: {message}"));
-                code = exit::FAILED;
-            }
-        }
+        };
+        code = code.max(result);
     }
     code
 }
 
 /// The labs to destroy: `--lab`, every lab with `--all`, else the only one.
-fn targets(root: &Path, lab: Option<&str>, all: bool) -> Result<Vec<String>, String> {
+fn targets(root: &Path, args: &DestroyArgs) -> Result<Vec<String>, String> {
     let labs = ledger::list_labs(root);
-    if all {
+    if args.all {
         return Ok(labs);
     }
-    if let Some(lab) = lab {
+    if let Some(lab) = &args.lab {
         ledger::validate_lab_name(lab).map_err(|e| e.to_string())?;
-        return Ok(vec![lab.to_string()]);
+        return Ok(vec![lab.clone()]);
     }
     match labs.as_slice() {
         [] => Err(format!("no labs under {}", root.display())),
@@ -65,43 +58,76 @@ fn targets(root: &Path, lab: Option<&str>, all: bool) -> Result<Vec<String>, Str
     }
 }
 
-fn destroy_lab(
+fn execute(
     runtime: &tokio::runtime::Runtime,
     root: &Path,
     lab: &str,
+    args: &DestroyArgs,
     reporter: &Arc<Reporter>,
-) -> Result<Vec<String>, String> {
+) -> Result<i32, String> {
     let dir = root.join("labs").join(lab);
     let existed = dir.exists();
     let recorded = LedgerData::load(&dir).map_err(|e| e.to_string())?;
-    let (kind, region) = recorded
-        .map(|d| (d.provider, d.region))
-        .unwrap_or_else(|| ("local".into(), None));
+    // A lab with no ledger here can still have labelled containers on the
+    // local engine (a state directory that was removed, say): look there.
+    let provider = recorded
+        .as_ref()
+        .map_or_else(|| "local".to_string(), |d| d.provider.clone());
     let ledger = Arc::new(
-        Ledger::open(root, lab, &kind, reporter.redactor().clone()).map_err(|e| e.to_string())?,
+        Ledger::open(root, lab, &provider, reporter.redactor().clone())
+            .map_err(|e| e.to_string())?,
     );
-    let public_key = std::fs::read_to_string(dir.join(keys::PUBLIC_FILE))
-        .unwrap_or_default()
-        .trim()
-        .to_string();
+    let public_key = if recorded.is_some() {
+        keys::ensure(&ledger, lab)
+            .map_err(|e| e.to_string())?
+            .public_line
+    } else {
+        String::new()
+    };
     let scope = LabScope {
         lab: lab.to_string(),
         ledger: ledger.clone(),
         reporter: reporter.clone(),
         public_key,
     };
-    let options = ProviderOptions {
-        region,
-        ..Default::default()
-    };
-    let result = runtime.block_on(async {
-        let provider = providers::connect(&kind, scope, &options).await?;
-        provider.destroy().await
+    let removed = runtime.block_on(async {
+        let p = providers::connect(&provider, scope, &args.aws.options()).await?;
+        p.destroy().await
     });
+    let left = ledger.snapshot().resources;
     drop(ledger);
-    if !existed {
-        // Nothing was recorded here before: leave no empty lab behind.
+    if recorded.is_none() && !existed {
         let _ = std::fs::remove_dir_all(&dir);
     }
-    result.map_err(|e| e.to_string())
+    let removed = removed.map_err(|e| format!("destroying lab '{lab}' on {provider}: {e}"))?;
+    if recorded.is_none() && removed.is_empty() {
+        reporter.error(&format!(
+            "error: no lab named '{lab}' under {}; `labrun status` lists the labs",
+            root.display()
+        ));
+        return Ok(exit::USAGE);
+    }
+    for line in &removed {
+        reporter.log(line);
+    }
+    if left.is_empty() {
+        reporter.log(&format!(
+            "lab '{lab}': {} on {provider}",
+            match removed.len() {
+                0 => "nothing left to remove".to_string(),
+                1 => "removed 1 resource".to_string(),
+                n => format!("removed {n} resources"),
+            },
+        ));
+        Ok(exit::OK)
+    } else {
+        Err(format!(
+            "lab '{lab}': {} resources are still recorded: {}",
+            left.len(),
+            left.iter()
+                .map(|r| format!("{} {}", r.kind, r.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    }
 }

@@ -37,8 +37,13 @@ pub fn status(runtime: &tokio::runtime::Runtime, only: Option<&str>) -> i32 {
         match LedgerData::load(&dir) {
             Ok(Some(d)) => {
                 println!(
-                    "{lab}  provider={}  created {} ago, updated {} ago",
+                    "{lab}  provider={}{}  resources={}  created {} ago, updated {} ago",
                     d.provider,
+                    d.region
+                        .as_deref()
+                        .map(|r| format!("  region={r}"))
+                        .unwrap_or_default(),
+                    d.resources.len(),
                     age(d.created_at),
                     age(d.updated_at)
                 );

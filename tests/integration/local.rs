@@ -299,7 +299,7 @@ fn security_groups_are_enforced_and_relaunch_is_idempotent() {
     // Idempotent; the key and secrets stay for a re-run.
     labrun(&t, &["destroy", "--lab", &lab])
         .assert_code(0)
-        .assert_stderr_contains("nothing to remove");
+        .assert_stderr_contains("nothing left to remove on local");
     assert!(t.lab_dir(&lab).join("id_ed25519").exists());
 }
 
