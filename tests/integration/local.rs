@@ -18,6 +18,24 @@ fn unique_lab(prefix: &str) -> String {
     format!("t{prefix}-{}-{}", std::process::id(), nanos % 100_000)
 }
 
+/// Removes whatever is left of a lab when a test ends, failed or not (a
+/// passing test has already checked that `labrun destroy` left nothing).
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let filter = format!("label=labrun.lab={}", self.0);
+        let (_, ids) = docker(&["ps", "-a", "-q", "--filter", &filter]);
+        for id in ids.split_whitespace() {
+            docker(&["rm", "-f", id]);
+        }
+        let (_, nets) = docker(&["network", "ls", "-q", "--filter", &filter]);
+        for id in nets.split_whitespace() {
+            docker(&["network", "rm", id]);
+        }
+    }
+}
+
 fn labrun(t: &Test, args: &[&str]) -> Output {
     let out = t.command().args(args).output().expect("labrun runs");
     Output {
@@ -214,6 +232,7 @@ print(`rules ${web.rules.len()} found ${ec2::find("b").id} of ${ec2::instances()
 #[test]
 fn security_groups_are_enforced_and_relaunch_is_idempotent() {
     let lab = unique_lab("sg");
+    let _cleanup = Cleanup(lab.clone());
     let t = Test::new().file("lab.rhai", LAB);
     let first = labrun(&t, &["lab.rhai", "--lab", &lab]);
     first.assert_code(0);
@@ -306,6 +325,7 @@ fn security_groups_are_enforced_and_relaunch_is_idempotent() {
 #[test]
 fn a_killed_launch_is_destroyed_completely() {
     let lab = unique_lab("kill");
+    let _cleanup = Cleanup(lab.clone());
     let t = Test::new().file(
         "lab.rhai",
         r#"
@@ -341,6 +361,7 @@ fn a_killed_launch_is_destroyed_completely() {
 #[test]
 fn destroy_finds_what_the_ledger_missed() {
     let lab = unique_lab("lost");
+    let _cleanup = Cleanup(lab.clone());
     let t = Test::new().file("lab.rhai", r#"ec2::launch(#{ name: "x" });"#);
     labrun(&t, &["lab.rhai", "--lab", &lab]).assert_code(0);
     // Forget everything the ledger knew.
@@ -359,6 +380,7 @@ fn destroy_finds_what_the_ledger_missed() {
 #[test]
 fn bad_input_is_a_clear_error() {
     let lab = unique_lab("bad");
+    let _cleanup = Cleanup(lab.clone());
     let cases = [
         (
             r#"ec2::launch(#{ name: "x", image: "centos-7" });"#,
@@ -420,6 +442,7 @@ fn images_are_listed_and_built_on_request() {
 #[test]
 fn a_missing_engine_says_how_to_install_it() {
     let lab = unique_lab("noengine");
+    let _cleanup = Cleanup(lab.clone());
     let t = Test::new()
         .file("lab.rhai", r#"ec2::launch(#{ name: "x" });"#)
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
@@ -433,6 +456,7 @@ fn a_missing_engine_says_how_to_install_it() {
 fn the_helper_container_firewall_enforces_the_same_rules() {
     // What runs where nsenter cannot (Docker Desktop, non-root users).
     let lab = unique_lab("fwc");
+    let _cleanup = Cleanup(lab.clone());
     let t = Test::new()
         .file(
             "lab.rhai",

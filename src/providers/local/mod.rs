@@ -298,7 +298,9 @@ impl Provider for LocalProvider {
             image::ensure(&self.docker, &self.scope.reporter, &spec.image, false).await?;
         let net = self.network().await?.clone();
 
-        let created = {
+        // The lock covers choosing the IP and recording it (free_ip reads
+        // the ledger), not the engine's create.
+        let ip = {
             let guard = self.launch_lock.lock().await;
             if let Some(c) = instances::inspect(&self.docker, &cname, &net_name).await? {
                 drop(guard);
@@ -310,29 +312,31 @@ impl Provider for LocalProvider {
                 &spec.name,
                 json!({ "container": cname, "private_ip": ip.to_string() }),
             )?;
-            let body = instances::create_body(&instances::NewInstance {
-                lab: self.lab(),
-                name: &spec.name,
-                image: &spec.image,
-                image_ref: &image_ref,
-                instance_type: &spec.instance_type,
-                size,
-                host_cpus: self.host_cpus,
-                groups: &spec.security_groups,
-                network: &net.name,
-                ip,
-                public_key: &self.scope.public_key,
-            });
-            self.docker
-                .create_container(
-                    Some(CreateContainerOptions {
-                        name: Some(cname.clone()),
-                        ..Default::default()
-                    }),
-                    body,
-                )
-                .await
+            ip
         };
+        let body = instances::create_body(&instances::NewInstance {
+            lab: self.lab(),
+            name: &spec.name,
+            image: &spec.image,
+            image_ref: &image_ref,
+            instance_type: &spec.instance_type,
+            size,
+            host_cpus: self.host_cpus,
+            groups: &spec.security_groups,
+            network: &net.name,
+            ip,
+            public_key: &self.scope.public_key,
+        });
+        let created = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(cname.clone()),
+                    ..Default::default()
+                }),
+                body,
+            )
+            .await;
         let id = match created {
             Ok(r) => r.id,
             Err(e) if docker::is_conflict(&e) => {
@@ -415,8 +419,11 @@ impl Provider for LocalProvider {
                 targets.push((name.clone(), name.clone()));
             }
         }
-        for (id, name) in targets {
-            if self.remove_container(&id).await? {
+        let results =
+            futures_util::future::join_all(targets.iter().map(|(id, _)| self.remove_container(id)))
+                .await;
+        for ((_, name), removed) in targets.into_iter().zip(results) {
+            if removed? {
                 let what = match name.rsplit_once('.') {
                     Some((_, instance)) if name.starts_with("labrun-") => {
                         format!("instance {instance} (container {name})")
