@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup.sh
 ensure_rust
+ensure_test_mariadb
 
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings

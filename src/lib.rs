@@ -10,6 +10,7 @@ pub mod error;
 pub mod keys;
 pub mod ledger;
 pub mod modules;
+pub mod mysql;
 pub mod params;
 pub mod providers;
 pub mod redact;

@@ -1,4 +1,5 @@
 //! One integration-test binary: every test runs the real `labrun` binary.
 
 mod harness;
+mod mysql;
 mod runtime;
