@@ -215,3 +215,42 @@ fn connect_options_are_checked() {
     out.assert_code(1)
         .assert_stderr_contains("mysql::connect: unknown key `pasword`");
 }
+
+#[test]
+fn mysql_stdlib_modules_compile_and_document_themselves() {
+    Test::new()
+        .file(
+            "uses.rhai",
+            r#"
+            import "mysql_server" as mysqld;
+            import "mysql_client" as client;
+            fn lab(s) {
+                mysqld::install(s);
+                if mysqld::set_bind_address(s, "0.0.0.0") { mysqld::restart(s); }
+                mysqld::secure_installation(s, #{ root_password: "x", password_policy: "medium" });
+                mysqld::create_database(s, "shop");
+                mysqld::create_user(s, #{ user: "u", password: "p", host: "10.0.0.2", grants: ["SELECT ON shop.*"] });
+                client::install(s);
+                client::query(s, #{ host: "10.0.0.1", user: "u", password: "p", sql: "SHOW DATABASES" });
+            }
+            "#,
+        )
+        .args(&["validate", "uses.rhai"])
+        .run()
+        .assert_code(0);
+    let docs = Test::new().arg("docs").run();
+    docs.assert_code(0);
+    for f in [
+        "mysql_server::install(s)",
+        "mysql_server::set_bind_address(s, addr)",
+        "mysql_server::secure_installation(s, opts)",
+        "mysql_server::create_database(s, name)",
+        "mysql_server::create_user(s, spec)",
+        "mysql_server::restart(s)",
+        "mysql_client::install(s)",
+        "mysql_client::query(s, opts)",
+        "mysql::connect",
+    ] {
+        docs.assert_stdout_contains(f);
+    }
+}
