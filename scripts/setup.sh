@@ -40,6 +40,13 @@ ensure_rust() {
     rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy 2>/dev/null || true
 }
 
+# ensure_ssh_client: OpenSSH's client tools (the ssh tests make keys with
+# ssh-keygen; scripts/bench-ssh.sh measures ssh against labrun).
+ensure_ssh_client() {
+    ensure_apt openssh-client
+}
+
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     ensure_rust
+    ensure_ssh_client
 fi

@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup.sh
 ensure_rust
+ensure_ssh_client
 
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings

@@ -5,6 +5,7 @@
 pub mod ec2;
 pub mod lab;
 pub mod sg;
+pub mod ssh;
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ pub fn register_all(engine: &mut Engine, ctx: &Arc<LabContext>) {
     lab::register(engine, ctx);
     ec2::register(engine, ctx);
     sg::register(engine, ctx);
+    ssh::register(engine, ctx);
 }
 
 /// A function registration carrying its doc comment and parameter names,
