@@ -46,7 +46,22 @@ ensure_ssh_client() {
     ensure_apt openssh-client
 }
 
+# ensure_moto: moto's EC2 API emulator (`moto_server`, with boto3) in a venv,
+# for the AWS provider's tests; exports LABRUN_MOTO_SERVER, which they start.
+ensure_moto() {
+    local venv="${LABRUN_MOTO_VENV:-$HOME/.cache/labrun/moto-venv}"
+    if ! "$venv/bin/python" -c 'import moto.server, boto3, flask' >/dev/null 2>&1; then
+        ensure_apt python3 python3-venv
+        log "installing moto[server] into $venv"
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]>=5,<6'
+    fi
+    export LABRUN_MOTO_SERVER="$venv/bin/moto_server"
+}
+
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     ensure_rust
     ensure_ssh_client
+    ensure_moto
 fi

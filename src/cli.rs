@@ -18,7 +18,7 @@ pub struct Cli {
 }
 
 /// Subcommand names, for the `labrun PLAYBOOK` shorthand.
-pub const SUBCOMMANDS: &[&str] = &["run", "validate", "docs", "status", "help"];
+pub const SUBCOMMANDS: &[&str] = &["run", "validate", "docs", "status", "destroy", "help"];
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -37,6 +37,51 @@ pub enum Command {
         #[arg(long)]
         lab: Option<String>,
     },
+    /// Remove everything a lab created, found through its ledger and its tags
+    Destroy(DestroyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    /// The lab to remove
+    #[arg(long, env = "LABRUN_LAB")]
+    pub lab: String,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+/// Where the AWS provider connects (the local provider ignores these).
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "AWS")]
+pub struct AwsArgs {
+    /// AWS region [default: AWS_REGION, the profile's region, or the lab's recorded region]
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// AWS profile for credentials and region [default: AWS_PROFILE, else `default`]
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// EC2 API endpoint, for an emulator such as moto [default: AWS_ENDPOINT_URL, else AWS's]
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+}
+
+/// An empty value (`LABRUN_OPERATOR_CIDR=`) counts as unset.
+fn given(v: &Option<String>) -> Option<String> {
+    v.clone().filter(|s| !s.trim().is_empty())
+}
+
+impl AwsArgs {
+    pub fn options(&self) -> crate::providers::ProviderOptions {
+        crate::providers::ProviderOptions {
+            region: given(&self.region),
+            profile: given(&self.profile),
+            endpoint_url: given(&self.endpoint_url),
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -81,6 +126,33 @@ pub struct RunArgs {
     /// Show remote commands' output lines as they arrive
     #[arg(short, long)]
     pub verbose: bool,
+
+    /// Where your SSH traffic comes from (CIDR), for rules that admit only you
+    /// [default: detected; on AWS your public address, asked of checkip.amazonaws.com]
+    #[arg(long, env = "LABRUN_OPERATOR_CIDR", value_name = "CIDR")]
+    pub operator_cidr: Option<String>,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
+
+    /// VPC for the lab's groups and instances [default: the region's default VPC]
+    #[arg(long, value_name = "VPC_ID", help_heading = "AWS")]
+    pub vpc: Option<String>,
+
+    /// Subnet for the lab's instances [default: a default subnet of the VPC]
+    #[arg(long, value_name = "SUBNET_ID", help_heading = "AWS")]
+    pub subnet: Option<String>,
+}
+
+impl RunArgs {
+    pub fn provider_options(&self) -> crate::providers::ProviderOptions {
+        crate::providers::ProviderOptions {
+            operator_cidr: given(&self.operator_cidr),
+            vpc: given(&self.vpc),
+            subnet: given(&self.subnet),
+            ..self.aws.options()
+        }
+    }
 }
 
 /// `labrun PLAYBOOK ...` → `labrun run PLAYBOOK ...`.

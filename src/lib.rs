@@ -51,5 +51,6 @@ pub fn run() -> i32 {
         Command::Validate { playbook } => commands::validate::validate(&runtime, &playbook),
         Command::Docs => commands::docs::docs(&runtime),
         Command::Status { lab } => commands::status::status(lab.as_deref()),
+        Command::Destroy(args) => commands::destroy::destroy(&runtime, args),
     }
 }

@@ -1,5 +1,6 @@
 //! One file per subcommand.
 
+pub mod destroy;
 pub mod docs;
 pub mod run;
 pub mod status;

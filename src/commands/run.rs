@@ -49,6 +49,11 @@ fn execute(
     }
     let lab = lab_name(args);
     ledger::validate_lab_name(&lab)?;
+    let provider_options = args.provider_options();
+    if let Some(cidr) = &provider_options.operator_cidr {
+        crate::providers::parse_cidr(cidr)
+            .map_err(|e| RunError::Input(format!("--operator-cidr: {e}")))?;
+    }
 
     // Fail before acting: compile everything with an engine that has no lab
     // state, then take the lab's lock.
@@ -81,7 +86,7 @@ fn execute(
         cancel: cancel.clone(),
         input_error: AtomicBool::new(false),
         failed_step: Default::default(),
-        provider_options: Default::default(),
+        provider_options,
         provider_impl: Default::default(),
         ssh: Default::default(),
     });
@@ -150,6 +155,12 @@ fn execute(
         reporter.error(&e.to_string());
     }
     reporter.run_finished(short.as_deref());
+    if provider == "aws"
+        && let Some(notice) =
+            crate::providers::aws::running_notice(&lab, &ledger.snapshot(), &ctx.provider_options)
+    {
+        reporter.warn(&notice);
+    }
     outcome.map_err(|e| match e {
         // Already printed; keep the exit code.
         RunError::Input(_) => RunError::Input(String::new()),

@@ -32,8 +32,12 @@ pub fn status(only: Option<&str>) -> i32 {
         match LedgerData::load(&dir) {
             Ok(Some(d)) => {
                 println!(
-                    "{lab}  provider={}  resources={}  created {} ago, updated {} ago",
+                    "{lab}  provider={}{}  resources={}  created {} ago, updated {} ago",
                     d.provider,
+                    d.region
+                        .as_deref()
+                        .map(|r| format!("  region={r}"))
+                        .unwrap_or_default(),
                     d.resources.len(),
                     age(d.created_at),
                     age(d.updated_at)

@@ -128,6 +128,17 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
 
     let c = ctx.clone();
     func(
+        "lab_dir",
+        &["String"],
+        "The lab's state directory: its ledger, SSH key (`id_ed25519`) and 0600
+        `secrets.json` (for telling users where a password can be read).",
+    )
+    .register_into_engine(engine, move || -> RhaiResult<String> {
+        Ok(c.ledger()?.dir().display().to_string())
+    });
+
+    let c = ctx.clone();
+    func(
         "provider",
         &["String"],
         "The provider this run uses: `local` or `aws`.",

@@ -2,6 +2,7 @@
 //! never an SDK's: the `ec2` and `sg` bindings call only [`Provider`], and
 //! the local (Docker) and AWS implementations sit side by side behind it.
 
+pub mod aws;
 pub mod types;
 
 use std::sync::Arc;
@@ -57,6 +58,11 @@ pub struct ProviderOptions {
     pub endpoint_url: Option<String>,
     /// Overrides operator address detection (CIDR).
     pub operator_cidr: Option<String>,
+    /// The VPC for the lab's groups and instances (AWS; default: the
+    /// region's default VPC).
+    pub vpc: Option<String>,
+    /// The subnet for the lab's instances (AWS; default: a default subnet).
+    pub subnet: Option<String>,
 }
 
 /// A place where a lab's instances run. Every method is scoped to one lab;
@@ -111,8 +117,10 @@ pub async fn connect(
     scope: LabScope,
     options: &ProviderOptions,
 ) -> ProviderResult<Arc<dyn Provider>> {
-    let _ = (&scope, options);
-    Err(ProviderError::Unavailable(format!(
-        "provider '{kind}' is not available in this build"
-    )))
+    match kind {
+        "aws" => Ok(Arc::new(aws::AwsProvider::connect(scope, options).await?)),
+        _ => Err(ProviderError::Unavailable(format!(
+            "provider '{kind}' is not available in this build"
+        ))),
+    }
 }

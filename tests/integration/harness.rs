@@ -110,8 +110,14 @@ impl Test {
     }
 
     pub fn command(&self) -> Command {
+        self.command_with(&self.args)
+    }
+
+    /// The command with `args` instead of the builder's, in the same
+    /// directories and environment (`destroy` or `status` after a run).
+    pub fn command_with<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_labrun"));
-        cmd.args(&self.args)
+        cmd.args(args)
             .current_dir(self.dir.path())
             .env("LABRUN_STATE_DIR", self.state.path())
             .env_remove("LABRUN_STDLIB")
@@ -125,7 +131,12 @@ impl Test {
     }
 
     pub fn run(&self) -> Output {
-        let out = self.command().output().expect("labrun runs");
+        self.run_with(&self.args)
+    }
+
+    /// Runs labrun with `args` instead of the builder's.
+    pub fn run_with<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Output {
+        let out = self.command_with(args).output().expect("labrun runs");
         Output {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into(),

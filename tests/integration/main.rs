@@ -1,5 +1,6 @@
 //! One integration-test binary: every test runs the real `labrun` binary.
 
+mod aws;
 mod harness;
 mod runtime;
 mod ssh;

@@ -455,10 +455,15 @@ fn docs_lists_registered_functions_with_their_docs() {
 #[test]
 fn shorthand_and_lab_name_and_provider() {
     let out = Test::new()
-        .playbook("named.rhai", r#"print(`${lab_name()} on ${provider()}`);"#)
-        .args(&["--lab", "my-lab", "--provider", "aws"])
-        .run();
-    out.assert_code(0).assert_stderr_contains("my-lab on aws");
+        .playbook(
+            "named.rhai",
+            r#"print(`${lab_name()} on ${provider()} in ${lab_dir()}`);"#,
+        )
+        .args(&["--lab", "my-lab", "--provider", "aws"]);
+    let dir = out.state_dir().join("labs/my-lab").display().to_string();
+    out.run()
+        .assert_code(0)
+        .assert_stderr_contains(&format!("my-lab on aws in {dir}"));
     Test::new()
         .playbook("stem.rhai", "print(lab_name());")
         .run()

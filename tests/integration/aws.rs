@@ -1,0 +1,749 @@
+//! The AWS provider against moto's EC2 API emulator on loopback. Every test
+//! starts its own `moto_server` (own state, own port) and reads what labrun
+//! created back through boto3, never through labrun.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::Test;
+
+const REGION: &str = "us-east-1";
+const OPERATOR: &str = "203.0.113.7/32";
+
+/// The tutorial's infrastructure: a group per server, both instances, SSH
+/// from the operator only, MySQL from the client's private address only.
+const TUTORIAL_INFRA: &str = r#"
+let p = params(#{ image: "ubuntu-22.04", instance_type: "t2.micro" });
+let groups = step("security groups", || [
+    sg::ensure(#{ name: "mysql-server-sg", description: "MySQL server: SSH from the operator, 3306 from the client" }),
+    sg::ensure(#{ name: "mysql-client-sg", description: "MySQL client: SSH from the operator" }),
+]);
+let server_sg = groups[0];
+let client_sg = groups[1];
+let both = step("launch instances", || ec2::launch([
+    #{ name: "mysql-server", image: p.image, instance_type: p.instance_type, security_groups: [server_sg] },
+    #{ name: "mysql-client", image: p.image, instance_type: p.instance_type, security_groups: [client_sg] },
+]));
+let server = both[0];
+let client = both[1];
+step("firewall rules", || {
+    let me = operator_cidr();
+    server_sg.allow(#{ port: 22, from: me });
+    client_sg.allow(#{ port: 22, from: me });
+    server_sg.allow(#{ port: 3306, from: client });
+});
+print(`server ${server.id} private ${server.private_ip} public ${server.public_ip} user ${server.user} type ${server.instance_type}`);
+print(`client ${client.id} private ${client.private_ip} public ${client.public_ip}`);
+"#;
+
+fn moto_server() -> PathBuf {
+    if let Some(p) = std::env::var_os("LABRUN_MOTO_SERVER").filter(|p| !p.is_empty()) {
+        return p.into();
+    }
+    let venv = PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+        .join(".cache/labrun/moto-venv/bin/moto_server");
+    if venv.exists() {
+        venv
+    } else {
+        "moto_server".into()
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// A moto server on a free loopback port, stopped when dropped.
+pub struct Moto {
+    child: Child,
+    pub url: String,
+    python: PathBuf,
+    _logs: tempfile::TempDir,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let server = moto_server();
+        let logs = tempfile::tempdir().expect("tempdir");
+        let log_path = logs.path().join("moto.log");
+        let fixture =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/moto-amis.json");
+        for _ in 0..3 {
+            let port = free_port();
+            let log = std::fs::File::create(&log_path).expect("moto log");
+            let mut child = Command::new(&server)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .env("MOTO_AMIS_PATH", &fixture)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("log"))
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "cannot start {}: {e}\nThe AWS tests need moto's EC2 emulator: run \
+                         `bash scripts/setup.sh` (ensure_moto), or set LABRUN_MOTO_SERVER",
+                        server.display()
+                    )
+                });
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    let python = server.with_file_name("python");
+                    return Moto {
+                        child,
+                        url: format!("http://127.0.0.1:{port}"),
+                        python: if python.exists() {
+                            python
+                        } else {
+                            "python3".into()
+                        },
+                        _logs: logs,
+                    };
+                }
+                if child.try_wait().expect("moto status").is_some() {
+                    break; // port taken meanwhile: try another
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "moto_server did not listen within 60 s:\n{}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        panic!(
+            "moto_server exited three times:\n{}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+    }
+
+    /// Runs Python `code` with `ec2` (boto3 on this server, `region`) and
+    /// `lab(name)` (a tag filter) defined; returns `out` as JSON.
+    pub fn query(&self, region: &str, code: &str) -> Value {
+        let script = [
+            "import boto3, json",
+            &format!(
+                "ec2 = boto3.client('ec2', region_name='{region}', endpoint_url='{}', \
+                 aws_access_key_id='testing', aws_secret_access_key='testing')",
+                self.url
+            ),
+            "def lab(name):",
+            "    return [{'Name': 'tag:labrun:lab', 'Values': [name]}]",
+            "LIVE = [{'Name': 'instance-state-name', 'Values': ['pending', 'running', 'stopping', 'stopped', 'shutting-down']}]",
+            code,
+            "print(json.dumps(out, default=str))",
+        ]
+        .join("\n");
+        let out = Command::new(&self.python)
+            .arg("-c")
+            .arg(&script)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .expect("python runs");
+        assert!(
+            out.status.success(),
+            "boto3 query failed:\n{script}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON from boto3")
+    }
+
+    pub fn instances(&self, region: &str, lab: &str) -> Vec<Value> {
+        let v = self.query(
+            region,
+            &format!(
+                "out = [i for r in ec2.describe_instances(Filters=lab('{lab}') + LIVE)['Reservations'] for i in r['Instances']]"
+            ),
+        );
+        v.as_array().cloned().unwrap_or_default()
+    }
+
+    pub fn groups(&self, region: &str, lab: &str) -> Vec<Value> {
+        let v = self.query(
+            region,
+            &format!("out = ec2.describe_security_groups(Filters=lab('{lab}'))['SecurityGroups']"),
+        );
+        v.as_array().cloned().unwrap_or_default()
+    }
+
+    pub fn key_pairs(&self, region: &str, lab: &str) -> Vec<Value> {
+        let v = self.query(
+            region,
+            &format!("out = ec2.describe_key_pairs(Filters=lab('{lab}'))['KeyPairs']"),
+        );
+        v.as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A test whose labrun talks to `moto` with test credentials, the test
+/// region and a given operator address, and reads no AWS files of the user.
+fn on_aws(t: Test, endpoint: &str) -> Test {
+    let none = t.dir().join("no-aws-config").display().to_string();
+    t.env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", REGION)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", &none)
+        .env("AWS_SHARED_CREDENTIALS_FILE", &none)
+        .env("LABRUN_OPERATOR_CIDR", OPERATOR)
+}
+
+fn tag<'a>(resource: &'a Value, key: &str) -> Option<&'a str> {
+    resource["Tags"]
+        .as_array()?
+        .iter()
+        .find(|t| t["Key"] == key)
+        .and_then(|t| t["Value"].as_str())
+}
+
+fn by_name<'a>(list: &'a [Value], name: &str) -> &'a Value {
+    list.iter()
+        .find(|r| tag(r, "Name") == Some(name))
+        .unwrap_or_else(|| panic!("no resource named {name} in {list:#?}"))
+}
+
+/// A group's ingress as sorted `proto from-to source` strings.
+fn ingress(group: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in group["IpPermissions"].as_array().unwrap() {
+        let head = format!(
+            "{} {}-{}",
+            p["IpProtocol"].as_str().unwrap(),
+            p["FromPort"],
+            p["ToPort"]
+        );
+        for r in p["IpRanges"].as_array().unwrap() {
+            out.push(format!("{head} {}", r["CidrIp"].as_str().unwrap()));
+        }
+        for g in p["UserIdGroupPairs"].as_array().unwrap() {
+            out.push(format!("{head} {}", g["GroupId"].as_str().unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn ids(list: &[Value], key: &str) -> Vec<String> {
+    let mut v: Vec<String> = list
+        .iter()
+        .map(|r| r[key].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn aws_builds_the_tutorials_infrastructure_exactly_and_converges() {
+    let moto = Moto::start();
+    let t = on_aws(Test::new(), &moto.url)
+        .playbook("tut.rhai", TUTORIAL_INFRA)
+        .args(&["--provider", "aws"]);
+    let first = t.run();
+    first
+        .assert_code(0)
+        .assert_stderr_contains("ok=0 changed=3 failed=0")
+        .assert_stderr_contains("user ubuntu type t2.micro")
+        .assert_stderr_contains(&format!(
+            "2 instances of lab 'tut' are recorded on the EC2 emulator at {} (nothing is \
+             billed); `labrun destroy --lab tut` removes them",
+            moto.url
+        ));
+
+    // Read back through the API.
+    let instances = moto.instances(REGION, "tut");
+    assert_eq!(instances.len(), 2, "{instances:#?}");
+    let server = by_name(&instances, "mysql-server");
+    let client = by_name(&instances, "mysql-client");
+    for (i, name) in [(server, "mysql-server"), (client, "mysql-client")] {
+        assert_eq!(tag(i, "labrun:lab"), Some("tut"));
+        assert_eq!(tag(i, "Name"), Some(name));
+        assert_eq!(i["InstanceType"], "t2.micro");
+        assert_eq!(i["KeyName"], "tut-key");
+        // The newest Canonical jammy amd64 image of the fixture.
+        assert_eq!(i["ImageId"], "ami-0000000000000a002");
+        assert_eq!(i["State"]["Name"], "running");
+        assert!(
+            first.stderr.contains(&format!(
+                "private {}",
+                i["PrivateIpAddress"].as_str().unwrap()
+            )),
+            "{}",
+            first.stderr
+        );
+    }
+    let groups = moto.groups(REGION, "tut");
+    assert_eq!(groups.len(), 2, "{groups:#?}");
+    let server_sg = by_name(&groups, "mysql-server-sg");
+    let client_sg = by_name(&groups, "mysql-client-sg");
+    assert_eq!(tag(server_sg, "labrun:lab"), Some("tut"));
+    assert_eq!(server_sg["GroupName"], "tut-mysql-server-sg");
+    let client_ip = client["PrivateIpAddress"].as_str().unwrap();
+    assert_eq!(
+        ingress(server_sg),
+        vec![
+            format!("tcp 22-22 {OPERATOR}"),
+            format!("tcp 3306-3306 {client_ip}/32")
+        ]
+    );
+    assert_eq!(ingress(client_sg), vec![format!("tcp 22-22 {OPERATOR}")]);
+    assert_eq!(
+        server["SecurityGroups"][0]["GroupId"], server_sg["GroupId"],
+        "the server runs in its group"
+    );
+    let keys = moto.key_pairs(REGION, "tut");
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0]["KeyName"], "tut-key");
+    assert_eq!(keys[0]["KeyType"], "ed25519");
+    let public = std::fs::read_to_string(t.lab_dir("tut").join("id_ed25519.pub")).unwrap();
+    let fingerprint_source = public.split_whitespace().nth(1).unwrap();
+    let stored = moto.query(
+        REGION,
+        "out = ec2.describe_key_pairs(KeyNames=['tut-key'], IncludePublicKey=True)['KeyPairs'][0]['PublicKey']",
+    );
+    assert!(stored.as_str().unwrap().contains(fingerprint_source));
+
+    // A second run finds everything and creates nothing.
+    let second = t.run();
+    second
+        .assert_code(0)
+        .assert_stderr_contains("changed=0 failed=0");
+    let again = moto.instances(REGION, "tut");
+    assert_eq!(ids(&again, "InstanceId"), ids(&instances, "InstanceId"));
+    assert_eq!(
+        ids(&moto.groups(REGION, "tut"), "GroupId"),
+        ids(&groups, "GroupId")
+    );
+    assert_eq!(moto.key_pairs(REGION, "tut").len(), 1);
+    assert_eq!(
+        ingress(by_name(&moto.groups(REGION, "tut"), "mysql-server-sg")).len(),
+        2
+    );
+
+    // status lists the lab's region and its instances with their age.
+    let status = t.run_with(&["status", "--lab", "tut"]);
+    status.assert_code(0);
+    assert!(
+        status.stdout.contains("provider=aws  region=us-east-1"),
+        "{}",
+        status.stdout
+    );
+    let server_id = server["InstanceId"].as_str().unwrap();
+    let line = status
+        .stdout
+        .lines()
+        .find(|l| l.contains(server_id))
+        .unwrap_or_else(|| panic!("{}", status.stdout));
+    let age = line.split_whitespace().last().unwrap();
+    assert!(
+        line.contains("instance")
+            && line.contains("mysql-server")
+            && age[..age.len() - 1].parse::<u64>().is_ok()
+            && "smhd".contains(&age[age.len() - 1..]),
+        "{line}"
+    );
+
+    // destroy removes every instance, group and key pair of the lab.
+    let destroyed = t.run_with(&["destroy", "--lab", "tut"]);
+    destroyed
+        .assert_code(0)
+        .assert_stderr_contains(&format!("terminated instance mysql-server ({server_id})"))
+        .assert_stderr_contains("deleted security group mysql-server-sg (")
+        .assert_stderr_contains("deleted security group mysql-client-sg (")
+        .assert_stderr_contains("deleted key pair tut-key")
+        .assert_stderr_contains("lab 'tut': removed 5 resources on aws");
+    assert_eq!(moto.instances(REGION, "tut"), Vec::<Value>::new());
+    assert_eq!(moto.groups(REGION, "tut"), Vec::<Value>::new());
+    assert_eq!(moto.key_pairs(REGION, "tut"), Vec::<Value>::new());
+    t.run_with(&["destroy", "--lab", "tut"])
+        .assert_code(0)
+        .assert_stderr_contains("lab 'tut': nothing left to remove on aws");
+}
+
+#[test]
+fn aws_destroy_finds_by_tag_what_the_ledger_lost() {
+    let moto = Moto::start();
+    let t = on_aws(Test::new(), &moto.url)
+        .playbook("crash.rhai", TUTORIAL_INFRA)
+        .args(&["--provider", "aws"]);
+    t.run().assert_code(0);
+    // A run that died before recording anything: the ledger knows nothing.
+    let path = t.lab_dir("crash").join("ledger.json");
+    let mut ledger: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(ledger["region"], REGION);
+    ledger["resources"] = Value::Array(Vec::new());
+    std::fs::write(&path, ledger.to_string()).unwrap();
+
+    t.run_with(&["destroy", "--lab", "crash"])
+        .assert_code(0)
+        .assert_stderr_contains("terminated instance mysql-client (")
+        .assert_stderr_contains("deleted key pair crash-key")
+        .assert_stderr_contains("removed 5 resources");
+    assert!(moto.instances(REGION, "crash").is_empty());
+    assert!(moto.groups(REGION, "crash").is_empty());
+    assert!(moto.key_pairs(REGION, "crash").is_empty());
+}
+
+/// An HTTP proxy to moto that answers one EC2 action with an AWS error, as
+/// a real account does (`UnauthorizedOperation` without the permission),
+/// and forwards everything else.
+struct FaultProxy {
+    url: String,
+    faults: Arc<AtomicUsize>,
+}
+
+/// An EC2 error answer: HTTP status, code, message.
+#[derive(Clone, Copy)]
+struct Fault {
+    action: &'static str,
+    status: &'static str,
+    code: &'static str,
+    message: &'static str,
+    /// Answer this many requests with the error, then forward again.
+    times: usize,
+}
+
+const UNAUTHORIZED_RUN: Fault = Fault {
+    action: "RunInstances",
+    status: "403 Forbidden",
+    code: "UnauthorizedOperation",
+    message: "You are not authorized to perform this operation.",
+    times: usize::MAX,
+};
+
+impl FaultProxy {
+    fn start(upstream: &str, fault: Fault) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let upstream = upstream.trim_start_matches("http://").to_string();
+        let faults = Arc::new(AtomicUsize::new(0));
+        let counter = faults.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let upstream = upstream.clone();
+                let counter = counter.clone();
+                std::thread::spawn(move || {
+                    let _ = proxy_one(client, &upstream, fault, &counter);
+                });
+            }
+        });
+        FaultProxy { url, faults }
+    }
+}
+
+/// Serves one request of `client` and closes the connection.
+fn proxy_one(
+    mut client: TcpStream,
+    upstream: &str,
+    fault: Fault,
+    faults: &AtomicUsize,
+) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        let n = client.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    while buf.len() < head_end + length {
+        let n = client.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let body = String::from_utf8_lossy(&buf[head_end..]).to_string();
+    if body
+        .split('&')
+        .any(|kv| kv == format!("Action={}", fault.action))
+        && faults.fetch_add(1, Ordering::SeqCst) < fault.times
+    {
+        let xml = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error>\
+             <Code>{}</Code><Message>{}</Message></Error></Errors>\
+             <RequestID>labrun-test-fault</RequestID></Response>",
+            fault.code, fault.message
+        );
+        write!(
+            client,
+            "HTTP/1.1 {}\r\nContent-Type: text/xml;charset=UTF-8\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{xml}",
+            fault.status,
+            xml.len()
+        )?;
+        return Ok(());
+    }
+    let mut server = TcpStream::connect(upstream)?;
+    server.write_all(&buf)?;
+    // moto answers with `Connection: close`: relay until it closes.
+    std::io::copy(&mut server, &mut client)?;
+    Ok(())
+}
+
+#[test]
+fn aws_api_error_names_what_labrun_was_doing_and_the_lab_can_be_destroyed() {
+    let moto = Moto::start();
+    let proxy = FaultProxy::start(&moto.url, UNAUTHORIZED_RUN);
+    let t = on_aws(Test::new(), &proxy.url)
+        .playbook("denied.rhai", TUTORIAL_INFRA)
+        .args(&["--provider", "aws"]);
+    let out = t.run();
+    out.assert_code(1)
+        .assert_stderr_contains(
+            "launching instance 'mysql-server': UnauthorizedOperation: You are not authorized \
+             to perform this operation.",
+        )
+        .assert_stderr_contains("ec2::launch: ")
+        .assert_stderr_contains("launch instances")
+        .assert_stderr_contains("labrun destroy --lab denied");
+    assert!(proxy.faults.load(Ordering::SeqCst) >= 1);
+    // What was made before the failure is there, and nothing else.
+    assert_eq!(moto.groups(REGION, "denied").len(), 2);
+    assert_eq!(moto.key_pairs(REGION, "denied").len(), 1);
+    assert!(moto.instances(REGION, "denied").is_empty());
+
+    let destroyed = t.run_with(&["destroy", "--lab", "denied", "--endpoint-url", &moto.url]);
+    destroyed
+        .assert_code(0)
+        .assert_stderr_contains("deleted security group mysql-server-sg")
+        .assert_stderr_contains("deleted key pair denied-key");
+    assert!(moto.groups(REGION, "denied").is_empty());
+    assert!(moto.key_pairs(REGION, "denied").is_empty());
+    assert!(moto.instances(REGION, "denied").is_empty());
+}
+
+#[test]
+fn aws_images_resolve_to_the_publishers_newest_ami_or_pass_through() {
+    let moto = Moto::start();
+    let t = on_aws(Test::new(), &moto.url)
+        .playbook(
+            "img.rhai",
+            r#"
+            let list = ec2::launch([
+                #{ name: "jammy", image: "ubuntu-22.04" },
+                #{ name: "bookworm", image: "debian-12" },
+                #{ name: "literal", image: "ami-12345678" },
+                #{ name: "noble", image: "ubuntu-24.04" },
+            ]);
+            for i in list { print(`${i.name} user=${i.user} image=${i.image} port=${i.ssh_port}`); }
+            "#,
+        )
+        .args(&["--provider", "aws"]);
+    let out = t.run();
+    out.assert_code(0)
+        .assert_stderr_contains("jammy user=ubuntu image=ubuntu-22.04 port=0")
+        .assert_stderr_contains("bookworm user=admin image=debian-12")
+        .assert_stderr_contains("the EC2 endpoint is an emulator");
+    let instances = moto.instances(REGION, "img");
+    let image_of = |name: &str| by_name(&instances, name)["ImageId"].clone();
+    // Newest amd64 jammy published by Canonical: not the newer arm64 one,
+    // not the newer one of another owner.
+    assert_eq!(image_of("jammy"), "ami-0000000000000a002");
+    assert_eq!(image_of("bookworm"), "ami-0000000000000d012");
+    assert_eq!(image_of("literal"), "ami-12345678");
+    // No noble image is listed: EC2 resolves Canonical's SSM parameter itself.
+    assert_eq!(
+        image_of("noble"),
+        "resolve:ssm:/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id"
+    );
+
+    let bad = on_aws(Test::new(), &moto.url)
+        .playbook(
+            "bad.rhai",
+            r#"ec2::launch(#{ name: "x", image: "centos-7" });"#,
+        )
+        .args(&["--provider", "aws"])
+        .run();
+    bad.assert_code(1).assert_stderr_contains(
+        "unknown image 'centos-7' on aws: use one of ubuntu-22.04, ubuntu-24.04, ubuntu-20.04, debian-12",
+    );
+}
+
+#[test]
+fn aws_operator_address_must_be_given_when_the_endpoint_is_overridden() {
+    let moto = Moto::start();
+    let playbook = r#"step("who", || print(`operator ${operator_cidr()}`));"#;
+    let t = on_aws(Test::new(), &moto.url)
+        .env("LABRUN_OPERATOR_CIDR", "")
+        .playbook("op.rhai", playbook)
+        .args(&["--provider", "aws"]);
+    t.run()
+        .assert_code(1)
+        .assert_stderr_contains("the EC2 endpoint is overridden")
+        .assert_stderr_contains("pass --operator-cidr A.B.C.D/32 (or set LABRUN_OPERATOR_CIDR)");
+    t.run_with(&[
+        "op.rhai",
+        "--provider",
+        "aws",
+        "--operator-cidr",
+        "198.51.100.9",
+    ])
+    .assert_code(0)
+    .assert_stderr_contains("operator 198.51.100.9/32");
+    t.run_with(&[
+        "op.rhai",
+        "--provider",
+        "aws",
+        "--operator-cidr",
+        "10.1.2.300/8",
+    ])
+    .assert_code(2)
+    .assert_stderr_contains("--operator-cidr: '10.1.2.300/8' is not an IPv4 CIDR");
+}
+
+#[test]
+fn aws_account_without_a_default_vpc_is_a_clear_error() {
+    let moto = Moto::start();
+    moto.query(
+        REGION,
+        "vpc = ec2.describe_vpcs(Filters=[{'Name': 'isDefault', 'Values': ['true']}])['Vpcs'][0]['VpcId']\n\
+         for s in ec2.describe_subnets(Filters=[{'Name': 'vpc-id', 'Values': [vpc]}])['Subnets']:\n    \
+             ec2.delete_subnet(SubnetId=s['SubnetId'])\n\
+         for g in ec2.describe_security_groups(Filters=[{'Name': 'vpc-id', 'Values': [vpc]}])['SecurityGroups']:\n    \
+             g['GroupName'] != 'default' and ec2.delete_security_group(GroupId=g['GroupId'])\n\
+         ec2.delete_vpc(VpcId=vpc)\n\
+         out = vpc",
+    );
+    on_aws(Test::new(), &moto.url)
+        .playbook("novpc.rhai", r#"sg::ensure(#{ name: "web" });"#)
+        .args(&["--provider", "aws"])
+        .run()
+        .assert_code(1)
+        .assert_stderr_contains("this account has no default VPC in us-east-1")
+        .assert_stderr_contains("aws ec2 create-default-vpc --region us-east-1")
+        .assert_stderr_contains("--vpc VPC_ID --subnet SUBNET_ID");
+}
+
+#[test]
+fn aws_profile_gives_region_and_credentials_and_the_lab_keeps_its_region() {
+    let moto = Moto::start();
+    let t = Test::new().file(
+        "aws/config",
+        "[profile lab]\nregion = eu-west-1\naws_access_key_id = testing\naws_secret_access_key = testing\n",
+    );
+    let config = t.dir().join("aws/config").display().to_string();
+    let none = t.dir().join("aws/none").display().to_string();
+    let t = t
+        .env("AWS_ENDPOINT_URL", &moto.url)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", &config)
+        .env("AWS_SHARED_CREDENTIALS_FILE", &none)
+        .env("LABRUN_OPERATOR_CIDR", OPERATOR)
+        .playbook("prof.rhai", r#"sg::ensure(#{ name: "web" });"#)
+        .args(&["--provider", "aws", "--profile", "lab"]);
+    t.run().assert_code(0);
+    assert_eq!(moto.groups("eu-west-1", "prof").len(), 1);
+    assert!(moto.groups(REGION, "prof").is_empty());
+
+    // Another region is refused while the lab has resources...
+    t.run_with(&[
+        "destroy",
+        "--lab",
+        "prof",
+        "--profile",
+        "lab",
+        "--region",
+        "us-west-2",
+    ])
+    .assert_code(1)
+    .assert_stderr_contains("lab 'prof' has resources in region eu-west-1, not us-west-2");
+    // ...and the recorded one is used when none is given.
+    let destroyed = t.run_with(&["destroy", "--lab", "prof", "--profile", "lab"]);
+    destroyed
+        .assert_code(0)
+        .assert_stderr_contains("deleted security group web");
+    assert!(moto.groups("eu-west-1", "prof").is_empty());
+}
+
+#[test]
+fn aws_missing_credentials_and_region_are_clear_errors() {
+    let moto = Moto::start();
+    let t = Test::new();
+    let none = t.dir().join("none").display().to_string();
+    let t = t
+        .env("AWS_ENDPOINT_URL", &moto.url)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", &none)
+        .env("AWS_SHARED_CREDENTIALS_FILE", &none)
+        .env("LABRUN_OPERATOR_CIDR", OPERATOR)
+        .playbook("nocreds.rhai", r#"sg::ensure(#{ name: "web" });"#)
+        .args(&["--provider", "aws"]);
+    t.run()
+        .assert_code(1)
+        .assert_stderr_contains("aws: no region: pass --region REGION, set AWS_REGION");
+    t.run_with(&["nocreds.rhai", "--provider", "aws", "--region", REGION])
+        .assert_code(1)
+        .assert_stderr_contains("aws: no usable credentials")
+        .assert_stderr_contains(
+            "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or name a profile",
+        );
+}
+
+#[test]
+fn aws_launch_tries_the_next_zone_when_one_cannot_run_the_type() {
+    let moto = Moto::start();
+    let proxy = FaultProxy::start(
+        &moto.url,
+        Fault {
+            action: "RunInstances",
+            status: "400 Bad Request",
+            code: "Unsupported",
+            message: "Your requested instance type (t2.micro) is not supported in your \
+                      requested Availability Zone (us-east-1a).",
+            times: 1,
+        },
+    );
+    let subnets = moto.query(
+        REGION,
+        "out = sorted((s['AvailabilityZone'], s['SubnetId']) for s in ec2.describe_subnets(\
+         Filters=[{'Name': 'default-for-az', 'Values': ['true']}])['Subnets'])",
+    );
+    let first = subnets[0][1].as_str().unwrap();
+    let second = subnets[1][1].as_str().unwrap();
+    let out = on_aws(Test::new(), &proxy.url)
+        .playbook("zone.rhai", r#"ec2::launch(#{ name: "web" });"#)
+        .args(&["--provider", "aws", "-v"])
+        .run();
+    out.assert_code(0).assert_stderr_contains(&format!(
+        "{first} cannot run t2.micro (Unsupported); trying {second}"
+    ));
+    assert_eq!(
+        proxy.faults.load(Ordering::SeqCst),
+        2,
+        "one fault, then forwarded"
+    );
+    let instances = moto.instances(REGION, "zone");
+    assert_eq!(instances.len(), 1);
+    assert_eq!(instances[0]["SubnetId"], second);
+}
