@@ -80,6 +80,12 @@ SQL
     export LABRUN_TEST_MYSQL_PORT LABRUN_TEST_MYSQL_PASSWORD
 }
 
+# ensure_ssh_client: OpenSSH's client tools (the ssh tests make keys with
+# ssh-keygen; scripts/bench-ssh.sh measures ssh against labrun).
+ensure_ssh_client() {
+    ensure_apt openssh-client
+}
+
 # ensure_moto: moto's EC2 API emulator (`moto_server`, with boto3) in a venv,
 # for the AWS provider's tests; exports LABRUN_MOTO_SERVER, which they start.
 ensure_moto() {
@@ -96,6 +102,7 @@ ensure_moto() {
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     ensure_rust
+    ensure_ssh_client
     ensure_moto
     ensure_test_mariadb
 fi

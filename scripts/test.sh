@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 . scripts/setup.sh
 ensure_rust
 ensure_test_mariadb
+ensure_ssh_client
 ensure_moto
 
 cargo fmt --check

@@ -16,6 +16,7 @@ pub mod providers;
 pub mod redact;
 pub mod report;
 pub mod secrets;
+pub mod ssh;
 
 use clap::Parser;
 

@@ -6,6 +6,7 @@ pub mod ec2;
 pub mod lab;
 pub mod mysql;
 pub mod sg;
+pub mod ssh;
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ pub fn register_all(engine: &mut Engine, ctx: &Arc<LabContext>) {
     lab::register(engine, ctx);
     ec2::register(engine, ctx);
     sg::register(engine, ctx);
+    ssh::register(engine, ctx);
     mysql::register(engine, ctx);
 }
 

@@ -4,3 +4,4 @@ mod aws;
 mod harness;
 mod mysql;
 mod runtime;
+mod ssh;
