@@ -12,7 +12,8 @@ use rhai::{Array, Blob, Dynamic, Engine, EvalAltResult, FnNamespace, Map, Module
 
 use super::{func, map_keys};
 use crate::engine::{LabContext, RhaiResult, script_error};
-use crate::mysql::{ConnectOptions, Db, MysqlError, SqlParams, SqlRow, SqlValue};
+use crate::mysql::{ConnectOptions, Db, MysqlError, Route, SqlParams, SqlRow, SqlValue};
+use crate::ssh::Session;
 
 const CONNECT_KEYS: &[&str] = &[
     "host", "port", "user", "password", "database", "via", "timeout",
@@ -198,13 +199,27 @@ fn server_map(db: &Db) -> Map {
 fn connect(ctx: &LabContext, spec: Map) -> RhaiResult<Db> {
     const F: &str = "mysql::connect";
     let opts = options(&spec)?;
-    if spec.get("via").is_some_and(|v| !v.is_unit()) {
-        return Err(script_error(format!(
-            "{F}: `via` needs an ssh session, and this build has no ssh module yet"
-        )));
-    }
     ctx.check_cancel()?;
-    ctx.block_on(Db::connect(&opts, None, None))
+    let route = match spec.get("via").filter(|v| !v.is_unit()) {
+        None => None,
+        Some(v) => {
+            let session = v.clone().try_cast::<Session>().ok_or_else(|| {
+                script_error(format!(
+                    "{F}: `via` must be an ssh session (from ssh::connect), got {}",
+                    v.type_name()
+                ))
+            })?;
+            let local_port = ctx
+                .block_on(session.forward(&opts.host, opts.port))
+                .map_err(|e| script_error(format!("{F}: tunnel through {session}: {e}")))?;
+            Some(Route {
+                local_port,
+                via: session.target().label.clone(),
+                keep: Box::new(session),
+            })
+        }
+    };
+    ctx.block_on(Db::connect(&opts, route))
         .map_err(|e| mysql_error(F, e))
 }
 

@@ -37,6 +37,18 @@ impl ConnectOptions {
     }
 }
 
+/// A tunnel the connection takes instead of going straight to the server
+/// (an SSH local forward): the server then sees the tunnel's far end as the
+/// client.
+pub struct Route {
+    /// The port on 127.0.0.1 whose connections reach the server.
+    pub local_port: u16,
+    /// What the tunnel goes through, for messages (`via mysql-client`).
+    pub via: String,
+    /// Kept alive as long as the connection (e.g. the SSH session).
+    pub keep: Box<dyn Any + Send + Sync>,
+}
+
 /// Which server family answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flavor {
@@ -122,7 +134,7 @@ pub type SqlRow = Vec<(String, SqlValue)>;
 #[derive(Clone)]
 pub struct Db {
     inner: Arc<Inner>,
-    /// `user@host:port` as given (the real address when tunnelled).
+    /// `user@host:port`, plus ` via X` when tunnelled.
     pub label: String,
     pub server: ServerInfo,
 }
@@ -165,19 +177,20 @@ impl std::fmt::Display for Db {
 
 impl Db {
     /// Connects over TCP (never a local socket, even for `localhost`:
-    /// the address given is the server meant). `keep` is held for as long
-    /// as the connection lives, e.g. the tunnel it goes through; `label`
-    /// overrides how the connection names its server.
-    pub async fn connect(
-        opts: &ConnectOptions,
-        keep: Option<Box<dyn Any + Send + Sync>>,
-        label: Option<String>,
-    ) -> Result<Db, MysqlError> {
-        let addr = format!("{}:{}", opts.host, opts.port);
-        let label = label.unwrap_or_else(|| format!("{}@{addr}", opts.user));
+    /// the address given is the server meant), straight or through `route`.
+    pub async fn connect(opts: &ConnectOptions, route: Option<Route>) -> Result<Db, MysqlError> {
+        let mut addr = format!("{}:{}", opts.host, opts.port);
+        let (host, port, keep) = match route {
+            Some(r) => {
+                addr = format!("{addr} via {}", r.via);
+                ("127.0.0.1".to_string(), r.local_port, Some(r.keep))
+            }
+            None => (opts.host.clone(), opts.port, None),
+        };
+        let label = format!("{}@{addr}", opts.user);
         let builder = OptsBuilder::default()
-            .ip_or_hostname(opts.host.clone())
-            .tcp_port(opts.port)
+            .ip_or_hostname(host)
+            .tcp_port(port)
             .user(Some(opts.user.clone()))
             .pass(opts.password.clone())
             .db_name(opts.database.clone())

@@ -6,6 +6,6 @@ mod conn;
 mod error;
 mod value;
 
-pub use conn::{ConnectOptions, Db, Flavor, ServerInfo, SqlParams, SqlRow};
+pub use conn::{ConnectOptions, Db, Flavor, Route, ServerInfo, SqlParams, SqlRow};
 pub use error::MysqlError;
 pub use value::{SqlValue, from_column};

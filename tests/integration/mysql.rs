@@ -214,6 +214,16 @@ fn connect_options_are_checked() {
         .run();
     out.assert_code(1)
         .assert_stderr_contains("mysql::connect: unknown key `pasword`");
+    Test::new()
+        .playbook(
+            "via.rhai",
+            r#"mysql::connect(#{ host: "10.0.0.1", user: "root", via: "client" });"#,
+        )
+        .run()
+        .assert_code(1)
+        .assert_stderr_contains(
+            "mysql::connect: `via` must be an ssh session (from ssh::connect), got string",
+        );
 }
 
 #[test]
@@ -253,4 +263,183 @@ fn mysql_stdlib_modules_compile_and_document_themselves() {
     ] {
         docs.assert_stdout_contains(f);
     }
+}
+
+// ---------------------------------------------------------------------
+// End to end: MariaDB installed by the stdlib in local instances.
+
+/// A lab on the local provider, destroyed when the test ends (pass or fail).
+struct Lab {
+    test: Test,
+    name: String,
+}
+
+impl Lab {
+    fn new(prefix: &str) -> Lab {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        Lab {
+            test: Test::new(),
+            name: format!("{prefix}-{}-{}", std::process::id(), nanos % 100_000),
+        }
+    }
+
+    fn run(&self, file: &str, text: &str, args: &[&str]) -> Output {
+        std::fs::write(self.test.dir().join(file), text).unwrap();
+        let out = self
+            .test
+            .command()
+            .args([file, "--lab", &self.name, "--output", "plain"])
+            .args(args)
+            .output()
+            .expect("labrun runs");
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into(),
+            stderr: String::from_utf8_lossy(&out.stderr).into(),
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self
+            .test
+            .command()
+            .args(["destroy", "--lab", &self.name])
+            .output();
+    }
+}
+
+/// Server, client and an outsider; 3306 open to both others, so refusals
+/// come from MariaDB, not the firewall. `seed` first adds what
+/// secure_installation must remove (anonymous users, a test database, a
+/// remote root), as an upstream install would have them.
+const E2E: &str = r#"
+import "mysql_server" as mysqld;
+import "mysql_client" as client;
+let p = params(#{ seed: false });
+let web = sg::ensure(#{ name: "mysql-server-sg", description: "mysql from the client and the outsider" });
+let xs = step("launch", || ec2::launch([
+    #{ name: "mysql-server", security_groups: [web] },
+    #{ name: "mysql-client" },
+    #{ name: "outsider" },
+]));
+let srv = xs[0]; let cli = xs[1]; let other = xs[2];
+web.allow(#{ port: 22, from: operator_cidr() });
+web.allow(#{ port: 3306, from: cli });
+web.allow(#{ port: 3306, from: other });
+let s = ssh::connect(srv);
+let c = ssh::connect(cli);
+let o = ssh::connect(other);
+let root_pw = secret("mysql_root");
+let pw = secret("db_password");
+let root_sql = |sql| { let out = s.sudo("mariadb -N -B", #{ stdin: sql }).stdout; out.trim(); out };
+
+step("install server", || print(`R install=${mysqld::install(s)}`));
+if p.seed {
+    root_sql.call("CREATE USER ''@'localhost'; CREATE USER ''@'%'; CREATE DATABASE test; " +
+             "INSERT INTO mysql.db (Host, Db, User, Select_priv) VALUES ('%', 'test\\_%', '', 'Y'); " +
+             "CREATE USER 'root'@'%' IDENTIFIED BY 'Seeded-r00t-pw'; GRANT ALL ON *.* TO 'root'@'%'; FLUSH PRIVILEGES;");
+}
+step("listen on all addresses", || {
+    let b = mysqld::set_bind_address(s, "0.0.0.0");
+    print(`R bind=${b}`);
+    if b { mysqld::restart(s); }
+});
+step("secure", || print(`R secure=${mysqld::secure_installation(s, #{ root_password: root_pw, password_policy: "medium" })}`));
+step("database", || print(`R database=${mysqld::create_database(s, "shop")}`));
+step("user", || print(`R user=${mysqld::create_user(s, #{ user: "remote_user", password: pw,
+        host: cli.private_ip, grants: ["SELECT, INSERT ON shop.*"] })}`));
+step("install client", || print(`R client=${client::install(c)}`));
+
+step("check", || {
+    print(`C anonymous=${root_sql.call("SELECT COUNT(*) FROM mysql.user WHERE user = '';")}`);
+    print(`C testdb=${root_sql.call("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'test';")}`);
+    print(`C remoteroot=${root_sql.call("SELECT COUNT(*) FROM mysql.user WHERE user = 'root' AND host NOT IN ('localhost', '127.0.0.1', '::1');")}`);
+    try { mysql::connect(#{ host: srv.private_ip, user: "root", password: root_pw, via: c }); print("C root-remote=connected"); }
+    catch (e) { print(`C root-remote=${e.code}`); }
+    try { mysql::connect(#{ host: srv.private_ip, user: "remote_user", password: pw, via: o }); print("C user-elsewhere=connected"); }
+    catch (e) { print(`C user-elsewhere=${e.code} (${e.message})`); }
+
+    let db = mysql::connect(#{ host: srv.private_ip, user: "remote_user", password: pw, database: "shop", via: c });
+    let who = db.query("SELECT USER() AS u")[0].u;
+    let host = who.sub_string(who.index_of("@") + 1);
+    let seen = if host == cli.private_ip { host } else { s.run(`getent hosts ${host}`).stdout.split(" ")[0] };
+    print(`C via=${seen == cli.private_ip} (${who}, client ${cli.private_ip})`);
+    db.exec("CREATE TABLE IF NOT EXISTS t (id INT PRIMARY KEY, price DECIMAL(8,2), note VARCHAR(20), day DATE)") ;
+    db.exec("DELETE FROM t");
+    db.exec("INSERT INTO t VALUES (?, ?, ?, ?)", [7, 12.5, (), "2024-02-29"]);
+    let r = db.query("SELECT * FROM t")[0];
+    print(`C row=${r.id}|${r.price}|${type_of(r.note)}|${r.day}`);
+    db.close();
+
+    let dbs = client::query(c, #{ host: srv.private_ip, user: "remote_user", password: pw, sql: "SHOW DATABASES" });
+    print(`C client-dbs=${dbs.map(|r| r.Database)}`);
+    try { client::query(c, #{ host: srv.private_ip, user: "remote_user", password: "wrong", sql: "SELECT 1" }); }
+    catch (e) { print(`C client-denied=${e.code}`); }
+});
+"#;
+
+fn report(out: &Output, key: &str) -> String {
+    let prefix = format!("{key}=");
+    out.stderr
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("R ").or(l.trim().strip_prefix("C ")))
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {key}= in output:\n{}", out.stderr))
+        .to_string()
+}
+
+#[test]
+fn mariadb_lab_converges_is_secured_and_refuses_the_wrong_hosts() {
+    let lab = Lab::new("mysqle2e");
+    let first = lab.run("lab.rhai", E2E, &["--set", "seed=true"]);
+    first.assert_code(0);
+    for k in ["install", "bind", "secure", "database", "user", "client"] {
+        assert_eq!(
+            report(&first, k),
+            "true",
+            "{k} should change on the first run:\n{}",
+            first.stderr
+        );
+    }
+    let second = lab.run("lab.rhai", E2E, &[]);
+    second.assert_code(0);
+    for k in ["install", "bind", "secure", "database", "user", "client"] {
+        assert_eq!(
+            report(&second, k),
+            "false",
+            "{k} should not change on the second run:\n{}",
+            second.stderr
+        );
+    }
+    for out in [&first, &second] {
+        assert_eq!(report(out, "anonymous"), "0");
+        assert_eq!(report(out, "testdb"), "0");
+        assert_eq!(report(out, "remoteroot"), "0");
+        let root = report(out, "root-remote");
+        assert!(
+            root == "1045" || root == "1130",
+            "root from the client: {root}"
+        );
+        let elsewhere = report(out, "user-elsewhere");
+        assert!(
+            elsewhere.starts_with("1045 ") || elsewhere.starts_with("1130 "),
+            "remote_user from the outsider: {elsewhere}"
+        );
+        assert!(
+            report(out, "via").starts_with("true "),
+            "{}",
+            report(out, "via")
+        );
+        assert_eq!(report(out, "row"), "7|12.5|()|2024-02-29");
+        assert!(report(out, "client-dbs").contains("\"shop\""));
+        assert_eq!(report(out, "client-denied"), "1045");
+    }
+    // Nothing but the checks' own table work changed the second time.
+    second.assert_stderr_contains("ok      secure");
+    second.assert_stderr_contains("ok      user");
 }
