@@ -61,6 +61,52 @@ ensure_docker() {
     return 1
 }
 
+# ensure_test_mariadb: a private, throwaway MariaDB for the mysql tests, on
+# 127.0.0.1:$LABRUN_TEST_MYSQL_PORT with its own datadir and socket (never the
+# host's own server), reused when it already answers. Tests log in as
+# root@127.0.0.1 with $LABRUN_TEST_MYSQL_PASSWORD.
+LABRUN_TEST_MYSQL_DIR="${LABRUN_TEST_MYSQL_DIR:-/tmp/labrun-test-mariadb}"
+LABRUN_TEST_MYSQL_PORT="${LABRUN_TEST_MYSQL_PORT:-33917}"
+LABRUN_TEST_MYSQL_PASSWORD="${LABRUN_TEST_MYSQL_PASSWORD:-labrun-test-root}"
+ensure_test_mariadb() {
+    ensure_apt mariadb-server mariadb-client
+    local dir="$LABRUN_TEST_MYSQL_DIR" sock="$LABRUN_TEST_MYSQL_DIR/mysqld.sock"
+    if ! mariadb-admin --no-defaults --socket="$sock" -uroot ping >/dev/null 2>&1; then
+        mkdir -p "$dir"
+        if [ ! -d "$dir/data/mysql" ]; then
+            log "initialising test MariaDB in $dir/data"
+            mariadb-install-db --no-defaults --datadir="$dir/data" --user="$(id -un)" \
+                --auth-root-authentication-method=socket --skip-test-db --skip-name-resolve \
+                >"$dir/install.log" 2>&1
+        fi
+        log "starting test MariaDB on 127.0.0.1:$LABRUN_TEST_MYSQL_PORT"
+        setsid mariadbd --no-defaults --datadir="$dir/data" --user="$(id -un)" \
+            --bind-address=127.0.0.1 --port="$LABRUN_TEST_MYSQL_PORT" --socket="$sock" \
+            --pid-file="$dir/mariadbd.pid" --log-error="$dir/error.log" --skip-name-resolve \
+            </dev/null >/dev/null 2>&1 &
+        local i
+        for i in $(seq 1 300); do
+            mariadb-admin --no-defaults --socket="$sock" -uroot ping >/dev/null 2>&1 && break
+            sleep 0.1
+        done
+        mariadb-admin --no-defaults --socket="$sock" -uroot ping >/dev/null 2>&1 \
+            || { log "test MariaDB did not start; see $dir/error.log"; return 1; }
+    fi
+    # The known test credential, (re)set through the root socket.
+    mariadb --no-defaults --socket="$sock" -uroot <<SQL
+CREATE USER IF NOT EXISTS 'root'@'127.0.0.1';
+ALTER USER 'root'@'127.0.0.1' IDENTIFIED BY '$LABRUN_TEST_MYSQL_PASSWORD';
+GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
+SQL
+    export LABRUN_TEST_MYSQL_PORT LABRUN_TEST_MYSQL_PASSWORD
+}
+
+# ensure_ssh_client: OpenSSH's client tools (the ssh tests make keys with
+# ssh-keygen; scripts/bench-ssh.sh measures ssh against labrun).
+ensure_ssh_client() {
+    ensure_apt openssh-client
+}
+
 # ensure_moto: moto's EC2 API emulator (`moto_server`, with boto3) in a venv,
 # for the AWS provider's tests; exports LABRUN_MOTO_SERVER, which they start.
 ensure_moto() {
@@ -78,5 +124,7 @@ ensure_moto() {
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     ensure_rust
     ensure_docker
+    ensure_ssh_client
     ensure_moto
+    ensure_test_mariadb
 fi

@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 . scripts/setup.sh
 ensure_rust
 ensure_docker
+ensure_test_mariadb
+ensure_ssh_client
 ensure_moto
 
 cargo fmt --check

@@ -10,11 +10,13 @@ pub mod error;
 pub mod keys;
 pub mod ledger;
 pub mod modules;
+pub mod mysql;
 pub mod params;
 pub mod providers;
 pub mod redact;
 pub mod report;
 pub mod secrets;
+pub mod ssh;
 
 use clap::Parser;
 

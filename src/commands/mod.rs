@@ -32,5 +32,6 @@ pub fn offline_context(runtime: &tokio::runtime::Runtime, playbook: &Path) -> Ar
         failed_step: Default::default(),
         provider_options: Default::default(),
         provider_impl: Default::default(),
+        ssh: Default::default(),
     })
 }

@@ -88,6 +88,7 @@ fn execute(
         failed_step: Default::default(),
         provider_options,
         provider_impl: Default::default(),
+        ssh: Default::default(),
     });
     let engine = Arc::new(engine::build(&ctx, &sources));
     let interrupt = runtime.spawn(watch_ctrl_c(cancel.clone(), reporter.clone()));

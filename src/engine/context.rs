@@ -35,6 +35,8 @@ pub struct LabContext {
     /// Connected on first use, so playbooks that launch nothing need no
     /// Docker engine or cloud credentials.
     pub provider_impl: Mutex<Option<Arc<dyn Provider>>>,
+    /// The run's SSH sessions, one per host.
+    pub ssh: crate::ssh::Pool,
 }
 
 /// Result type of bindings.

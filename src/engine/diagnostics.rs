@@ -76,6 +76,19 @@ pub struct Leaf {
     pub not_found: Option<String>,
 }
 
+/// The text of a thrown value. Structured errors (maps with a `message`,
+/// such as the `mysql` module's `#{message, code, state}`) show their
+/// message; anything else its display form.
+pub fn thrown_text(v: &rhai::Dynamic) -> String {
+    if let Some(map) = v.read_lock::<rhai::Map>()
+        && let Some(message) = map.get("message")
+        && message.is_string()
+    {
+        return message.to_string();
+    }
+    v.to_string()
+}
+
 /// Walks Rhai's nested errors down to the one that actually failed.
 pub fn leaf(err: &EvalAltResult, main_source: &str) -> Leaf {
     let mut source = main_source.to_string();
@@ -108,7 +121,7 @@ pub fn leaf(err: &EvalAltResult, main_source: &str) -> Leaf {
         _ => None,
     };
     let message = match cur {
-        EvalAltResult::ErrorRuntime(v, _) => v.to_string(),
+        EvalAltResult::ErrorRuntime(v, _) => thrown_text(v),
         EvalAltResult::ErrorParsing(t, _) => t.to_string(),
         EvalAltResult::ErrorTerminated(..) => "interrupted".to_string(),
         other => strip_position(&other.to_string(), other.position()),

@@ -180,7 +180,10 @@ fn run_parallel(nctx: &NativeCallContext, closures: Array) -> RhaiResult<Array> 
     for (i, item) in closures.into_iter().enumerate() {
         let type_name = item.type_name();
         match item.try_cast::<FnPtr>() {
-            Some(f) => fns.push(f),
+            Some(mut f) => {
+                super::ssh::detach_sessions(&mut f);
+                fns.push(f)
+            }
             None => {
                 return Err(script_error(format!(
                     "parallel(closures): item {} is {type_name}, expected a closure such as `|| work()`",

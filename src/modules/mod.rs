@@ -4,7 +4,9 @@
 
 pub mod ec2;
 pub mod lab;
+pub mod mysql;
 pub mod sg;
+pub mod ssh;
 
 use std::sync::Arc;
 
@@ -19,6 +21,8 @@ pub fn register_all(engine: &mut Engine, ctx: &Arc<LabContext>) {
     lab::register(engine, ctx);
     ec2::register(engine, ctx);
     sg::register(engine, ctx);
+    ssh::register(engine, ctx);
+    mysql::register(engine, ctx);
 }
 
 /// A function registration carrying its doc comment and parameter names,

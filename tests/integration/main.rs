@@ -3,4 +3,6 @@
 mod aws;
 mod harness;
 mod local;
+mod mysql;
 mod runtime;
+mod ssh;

@@ -1,0 +1,623 @@
+//! `ssh::` — sessions to the lab's hosts and what runs over them. The work
+//! is in `crate::ssh`; this file converts arguments and errors.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rhai::{Array, Dynamic, Engine, FnNamespace, FnPtr, FuncRegistration, Map, Module};
+
+use super::{func, map_keys};
+use crate::engine::{LabContext, RhaiResult, script_error};
+use crate::providers::Instance;
+use crate::ssh::files::FileOptions;
+use crate::ssh::session::DEFAULT_CONNECT_TIMEOUT;
+use crate::ssh::system::AptOptions;
+use crate::ssh::{Auth, ConnectOptions, RunOptions, Session, SshError, Target};
+
+fn fail(function: &str, e: SshError) -> Box<rhai::EvalAltResult> {
+    script_error(format!("{function}: {e}"))
+}
+
+/// Seconds from a playbook number (integer or decimal).
+fn seconds(function: &str, key: &str, v: &Dynamic) -> RhaiResult<Duration> {
+    let secs = if let Some(i) = v.clone().try_cast::<i64>() {
+        i as f64
+    } else if let Some(f) = v.clone().try_cast::<f64>() {
+        f
+    } else {
+        return Err(script_error(format!(
+            "{function}: `{key}` must be a number of seconds, got {}",
+            v.type_name()
+        )));
+    };
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(script_error(format!(
+            "{function}: `{key}` must be a positive number of seconds, got {secs}"
+        )));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn text(function: &str, key: &str, v: &Dynamic) -> RhaiResult<String> {
+    v.clone()
+        .into_string()
+        .map_err(|t| script_error(format!("{function}: `{key}` must be a string, got {t}")))
+}
+
+fn flag(function: &str, key: &str, v: &Dynamic) -> RhaiResult<bool> {
+    v.as_bool().map_err(|t| {
+        script_error(format!(
+            "{function}: `{key}` must be true or false, got {t}"
+        ))
+    })
+}
+
+/// The lab's private key file.
+fn lab_key(ctx: &LabContext) -> RhaiResult<PathBuf> {
+    let ledger = ctx.ledger()?;
+    crate::keys::ensure(ledger, &ctx.lab)
+        .map(|k| k.private_path)
+        .map_err(|e| script_error(format!("ssh::connect: the lab's key: {e}")))
+}
+
+fn instance_target(ctx: &LabContext, i: &Instance) -> RhaiResult<Target> {
+    if i.public_ip.is_empty() || i.ssh_port == 0 {
+        return Err(script_error(format!(
+            "ssh::connect: instance '{}' ({}) has no reachable address (state {})",
+            i.name, i.id, i.state
+        )));
+    }
+    Ok(Target {
+        host: i.public_ip.clone(),
+        port: i.ssh_port,
+        user: i.user.clone(),
+        auth: Auth::KeyFile(lab_key(ctx)?),
+        pin_id: i.id.clone(),
+        label: i.name.clone(),
+    })
+}
+
+const TARGET_KEYS: &[&str] = &["host", "port", "user", "key_file", "password", "timeout"];
+
+fn map_target(ctx: &LabContext, m: &Map) -> RhaiResult<(Target, Duration)> {
+    let f = "ssh::connect";
+    map_keys(f, m, TARGET_KEYS, &["host"])?;
+    let host = text(f, "host", &m["host"])?;
+    let port = match m.get("port") {
+        None => 22,
+        Some(v) => {
+            let p = v
+                .as_int()
+                .map_err(|t| script_error(format!("{f}: `port` must be an integer, got {t}")))?;
+            crate::providers::parse_port(p, "port")
+                .map_err(|e| script_error(format!("{f}: {e}")))?
+        }
+    };
+    let user = match m.get("user") {
+        None => "ubuntu".to_string(),
+        Some(v) => text(f, "user", v)?,
+    };
+    let auth = match (m.get("key_file"), m.get("password")) {
+        (Some(_), Some(_)) => {
+            return Err(script_error(format!(
+                "{f}: give `key_file` or `password`, not both"
+            )));
+        }
+        (Some(k), None) => Auth::KeyFile(PathBuf::from(text(f, "key_file", k)?)),
+        (None, Some(p)) => Auth::Password(text(f, "password", p)?),
+        (None, None) => Auth::KeyFile(lab_key(ctx)?),
+    };
+    let timeout = match m.get("timeout") {
+        None => DEFAULT_CONNECT_TIMEOUT,
+        Some(v) => seconds(f, "timeout", v)?,
+    };
+    let pin_id = format!("{host}:{port}");
+    Ok((
+        Target {
+            host,
+            port,
+            user,
+            auth,
+            label: pin_id.clone(),
+            pin_id,
+        },
+        timeout,
+    ))
+}
+
+fn connect(ctx: &LabContext, target: &Target, timeout: Duration) -> RhaiResult<Session> {
+    ctx.check_cancel()?;
+    let ledger = ctx.ledger()?.clone();
+    let reporter = ctx.reporter.clone();
+    let on_wait = move |line: &str| reporter.output(line);
+    let options = ConnectOptions {
+        timeout,
+        cancel: Some(&ctx.cancel),
+        on_wait: &on_wait,
+    };
+    ctx.block_on(ctx.ssh.session(target, ledger.as_ref(), &options))
+        .map_err(|e| fail("ssh::connect", e))
+}
+
+const RUN_KEYS: &[&str] = &["sudo", "check", "stdin", "env", "timeout"];
+
+fn run_options(ctx: &LabContext, function: &str, m: &Map) -> RhaiResult<RunOptions> {
+    map_keys(function, m, RUN_KEYS, &[])?;
+    let mut o = RunOptions {
+        cancel: Some(ctx.cancel.clone()),
+        ..Default::default()
+    };
+    if let Some(v) = m.get("sudo") {
+        o.sudo = flag(function, "sudo", v)?;
+    }
+    if let Some(v) = m.get("check") {
+        o.check = flag(function, "check", v)?;
+    }
+    if let Some(v) = m.get("stdin") {
+        o.stdin = Some(text(function, "stdin", v)?.into_bytes());
+    }
+    if let Some(v) = m.get("timeout") {
+        o.timeout = Some(seconds(function, "timeout", v)?);
+    }
+    if let Some(v) = m.get("env") {
+        let env = v.clone().try_cast::<Map>().ok_or_else(|| {
+            script_error(format!(
+                "{function}: `env` must be a map like #{{NAME: \"value\"}}, got {}",
+                v.type_name()
+            ))
+        })?;
+        for (k, v) in env {
+            let value = if v.is_string() {
+                v.into_string().expect("checked string")
+            } else {
+                v.to_string()
+            };
+            o.env.push((k.to_string(), value));
+        }
+    }
+    Ok(o)
+}
+
+fn run(ctx: &LabContext, s: &Session, cmd: &str, o: RunOptions) -> RhaiResult<Map> {
+    ctx.check_cancel()?;
+    let function = if o.sudo { "ssh.sudo" } else { "ssh.run" };
+    let reporter = ctx.reporter.clone();
+    let out = ctx
+        .block_on(s.run(cmd, &o, &mut |_, line| reporter.output(line)))
+        .map_err(|e| fail(function, e))?;
+    let mut m = Map::new();
+    m.insert("stdout".into(), out.stdout.into());
+    m.insert("stderr".into(), out.stderr.into());
+    m.insert("code".into(), out.code.into());
+    Ok(m)
+}
+
+const FILE_KEYS: &[&str] = &["mode", "owner", "sudo"];
+
+fn file_options(function: &str, m: &Map, keys: &[&str]) -> RhaiResult<FileOptions> {
+    map_keys(function, m, keys, &[])?;
+    let mut o = FileOptions {
+        sudo: true,
+        ..Default::default()
+    };
+    if let Some(v) = m.get("mode") {
+        o.mode = Some(if let Some(i) = v.clone().try_cast::<i64>() {
+            format!("{i:o}")
+        } else {
+            text(function, "mode", v)?
+        });
+    }
+    if let Some(v) = m.get("owner") {
+        o.owner = Some(text(function, "owner", v)?);
+    }
+    if let Some(v) = m.get("sudo") {
+        o.sudo = flag(function, "sudo", v)?;
+    }
+    Ok(o)
+}
+
+fn write_file(
+    ctx: &LabContext,
+    s: &Session,
+    path: &str,
+    content: &str,
+    o: FileOptions,
+) -> RhaiResult<bool> {
+    ctx.check_cancel()?;
+    let changed = ctx
+        .block_on(s.write_file(path, content.as_bytes(), &o))
+        .map_err(|e| fail("ssh.write_file", e))?;
+    if changed {
+        ctx.changed();
+    }
+    Ok(changed)
+}
+
+fn replace_line(
+    ctx: &LabContext,
+    s: &Session,
+    path: &str,
+    regex: &str,
+    line: &str,
+    sudo: bool,
+) -> RhaiResult<bool> {
+    ctx.check_cancel()?;
+    let re = regex::Regex::new(regex)
+        .map_err(|e| script_error(format!("ssh.replace_line: invalid regex {regex:?}: {e}")))?;
+    let changed = ctx
+        .block_on(s.replace_line(path, &re, line, sudo))
+        .map_err(|e| fail("ssh.replace_line", e))?;
+    if changed {
+        ctx.changed();
+    }
+    Ok(changed)
+}
+
+fn apt_install(ctx: &LabContext, s: &Session, packages: Array, m: &Map) -> RhaiResult<bool> {
+    let f = "ssh.apt_install";
+    ctx.check_cancel()?;
+    map_keys(f, m, &["lock_timeout"], &[])?;
+    let mut options = AptOptions {
+        cancel: Some(ctx.cancel.clone()),
+        ..Default::default()
+    };
+    if let Some(v) = m.get("lock_timeout") {
+        options.lock_timeout = seconds(f, "lock_timeout", v)?;
+    }
+    let mut names = Vec::new();
+    for (i, p) in packages.into_iter().enumerate() {
+        let t = p.type_name();
+        names.push(p.into_string().map_err(|_| {
+            script_error(format!(
+                "{f}: item {} is {t}, expected a package name",
+                i + 1
+            ))
+        })?);
+    }
+    let reporter = ctx.reporter.clone();
+    let changed = ctx
+        .block_on(s.apt_install(&names, &options, &mut |_, line| reporter.output(line)))
+        .map_err(|e| fail(f, e))?;
+    if changed {
+        ctx.changed();
+    }
+    Ok(changed)
+}
+
+fn sudo_flag(function: &str, m: &Map) -> RhaiResult<bool> {
+    Ok(file_options(function, m, &["sudo"])?.sudo)
+}
+
+/// Gives a closure its own copy of every captured session. Rhai locks a
+/// captured (shared) variable for the whole of a method call on it, so
+/// `parallel([|| s.run(a), || s.run(b)])` would otherwise fail with a data
+/// race; a copy is the same connection, and sessions have no state a
+/// script can change.
+pub fn detach_sessions(f: &mut FnPtr) {
+    for v in f.iter_curry_mut() {
+        if v.is_shared() {
+            let value = v.flatten_clone();
+            if value.is::<Session>() {
+                *v = value;
+            }
+        }
+    }
+}
+
+pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
+    engine.register_type_with_name::<Session>("Session");
+    engine.register_fn("to_string", |s: &mut Session| s.to_string());
+    engine.register_fn("to_debug", |s: &mut Session| s.to_string());
+    func(
+        "get$host",
+        &["this: Session", "String"],
+        "The host connected to.",
+    )
+    .register_into_engine(engine, |s: &mut Session| s.target().host.clone());
+    func("get$port", &["this: Session", "i64"], "The SSH port.")
+        .register_into_engine(engine, |s: &mut Session| s.target().port as i64);
+    func("get$user", &["this: Session", "String"], "The login user.")
+        .register_into_engine(engine, |s: &mut Session| s.target().user.clone());
+    func(
+        "get$host_key",
+        &["this: Session", "String"],
+        "SHA256 fingerprint of the host key (pinned in the lab's ledger on first connection).",
+    )
+    .register_into_engine(engine, |s: &mut Session| {
+        s.host_key_fingerprint().to_string()
+    });
+
+    macro_rules! method {
+        ($name:literal, $params:expr, $doc:literal, $f:expr) => {
+            func($name, $params, $doc).register_into_engine(engine, $f);
+        };
+    }
+
+    let c = ctx.clone();
+    method!(
+        "run",
+        &["this: Session", "cmd: string", "Map"],
+        "Runs a shell command as the login user; returns `#{stdout, stderr, code}`.
+        A non-zero exit throws an error with the command, the code and the end of
+        stderr. Output lines show on the step's live line (and in the log with `-v`).",
+        move |s: &mut Session, cmd: &str| run(&c, s, cmd, run_options(&c, "ssh.run", &Map::new())?)
+    );
+    let c = ctx.clone();
+    method!(
+        "run",
+        &["this: Session", "cmd: string", "options: Map", "Map"],
+        "`run` with options `#{sudo, check, stdin, env, timeout}`: `sudo: true` runs as
+        root; `check: false` returns a non-zero `code` instead of throwing; `stdin` is
+        text for the command's input; `env` is a map of environment variables;
+        `timeout` is in seconds. `stdin` and `env` never appear on the remote command
+        line (pass secrets this way, not inside `cmd`).",
+        move |s: &mut Session, cmd: &str, o: Map| run(&c, s, cmd, run_options(&c, "ssh.run", &o)?)
+    );
+    let c = ctx.clone();
+    method!(
+        "sudo",
+        &["this: Session", "cmd: string", "Map"],
+        "`run(cmd, #{sudo: true})`.",
+        move |s: &mut Session, cmd: &str| {
+            let mut o = run_options(&c, "ssh.sudo", &Map::new())?;
+            o.sudo = true;
+            run(&c, s, cmd, o)
+        }
+    );
+    let c = ctx.clone();
+    method!(
+        "sudo",
+        &["this: Session", "cmd: string", "options: Map", "Map"],
+        "`run(cmd, options)` as root.",
+        move |s: &mut Session, cmd: &str, o: Map| {
+            let mut o = run_options(&c, "ssh.sudo", &o)?;
+            o.sudo = true;
+            run(&c, s, cmd, o)
+        }
+    );
+
+    let c = ctx.clone();
+    method!(
+        "write_file",
+        &["this: Session", "path: string", "text: string", "bool"],
+        "Writes `text` to `path` (as root) unless it already holds exactly that;
+        returns whether it changed. The content travels through stdin. A new file
+        gets mode 0644; an existing one keeps its mode and owner.",
+        move |s: &mut Session, path: &str, content: &str| {
+            write_file(
+                &c,
+                s,
+                path,
+                content,
+                file_options("ssh.write_file", &Map::new(), FILE_KEYS)?,
+            )
+        }
+    );
+    let c = ctx.clone();
+    method!(
+        "write_file",
+        &[
+            "this: Session",
+            "path: string",
+            "text: string",
+            "options: Map",
+            "bool"
+        ],
+        "`write_file` with `#{mode, owner, sudo}`: `mode` like `\"0640\"`, `owner` like
+        `\"mysql\"` or `\"mysql:mysql\"`; changes when content, mode or owner differ.
+        `sudo: false` writes as the login user.",
+        move |s: &mut Session, path: &str, content: &str, o: Map| {
+            write_file(
+                &c,
+                s,
+                path,
+                content,
+                file_options("ssh.write_file", &o, FILE_KEYS)?,
+            )
+        }
+    );
+
+    let c = ctx.clone();
+    method!(
+        "read_file",
+        &["this: Session", "path: string", "String"],
+        "The content of `path` (read as root).",
+        move |s: &mut Session, path: &str| -> RhaiResult<String> {
+            c.check_cancel()?;
+            c.block_on(s.read_file(path, true))
+                .map_err(|e| fail("ssh.read_file", e))
+        }
+    );
+    let c = ctx.clone();
+    method!(
+        "read_file",
+        &["this: Session", "path: string", "options: Map", "String"],
+        "`read_file` with `#{sudo}` (`sudo: false` reads as the login user).",
+        move |s: &mut Session, path: &str, o: Map| -> RhaiResult<String> {
+            c.check_cancel()?;
+            let sudo = sudo_flag("ssh.read_file", &o)?;
+            c.block_on(s.read_file(path, sudo))
+                .map_err(|e| fail("ssh.read_file", e))
+        }
+    );
+    let c = ctx.clone();
+    method!(
+        "file_exists",
+        &["this: Session", "path: string", "bool"],
+        "Whether `path` exists (checked as root).",
+        move |s: &mut Session, path: &str| -> RhaiResult<bool> {
+            c.check_cancel()?;
+            c.block_on(s.file_exists(path, true))
+                .map_err(|e| fail("ssh.file_exists", e))
+        }
+    );
+    let c = ctx.clone();
+    method!(
+        "file_exists",
+        &["this: Session", "path: string", "options: Map", "bool"],
+        "`file_exists` with `#{sudo}`.",
+        move |s: &mut Session, path: &str, o: Map| -> RhaiResult<bool> {
+            c.check_cancel()?;
+            let sudo = sudo_flag("ssh.file_exists", &o)?;
+            c.block_on(s.file_exists(path, sudo))
+                .map_err(|e| fail("ssh.file_exists", e))
+        }
+    );
+    let c = ctx.clone();
+    method!(
+        "replace_line",
+        &[
+            "this: Session",
+            "path: string",
+            "regex: string",
+            "line: string",
+            "bool"
+        ],
+        "Like Ansible's lineinfile: replaces the last line of `path` matching `regex`
+        (a Rust regex, searched anywhere in the line) with `line`; if none matches
+        and `line` is not already there, appends it. The file must exist; its mode
+        and owner are kept. Returns whether it changed.",
+        move |s: &mut Session, path: &str, regex: &str, line: &str| {
+            replace_line(&c, s, path, regex, line, true)
+        }
+    );
+    let c = ctx.clone();
+    method!(
+        "replace_line",
+        &[
+            "this: Session",
+            "path: string",
+            "regex: string",
+            "line: string",
+            "options: Map",
+            "bool"
+        ],
+        "`replace_line` with `#{sudo}`.",
+        move |s: &mut Session, path: &str, regex: &str, line: &str, o: Map| {
+            let sudo = sudo_flag("ssh.replace_line", &o)?;
+            replace_line(&c, s, path, regex, line, sudo)
+        }
+    );
+
+    let c = ctx.clone();
+    method!(
+        "facts",
+        &["this: Session", "Map"],
+        "`#{os_id, os_version, hostname, private_ip}` of the host (from /etc/os-release,
+        the host name, and the address of the default route's interface).",
+        move |s: &mut Session| -> RhaiResult<Map> {
+            c.check_cancel()?;
+            let f = c.block_on(s.facts()).map_err(|e| fail("ssh.facts", e))?;
+            let mut m = Map::new();
+            m.insert("os_id".into(), f.os_id.into());
+            m.insert("os_version".into(), f.os_version.into());
+            m.insert("hostname".into(), f.hostname.into());
+            m.insert("private_ip".into(), f.private_ip.into());
+            Ok(m)
+        }
+    );
+    let c = ctx.clone();
+    method!(
+        "apt_install",
+        &["this: Session", "packages: Array", "bool"],
+        "Installs the packages not yet installed (apt-get, non-interactive, as root);
+        returns `true` only if something was installed. Refreshes the package index
+        only when it is missing, a day old, or lacks a package; waits up to 600 s for
+        dpkg/apt locks held by cloud-init or unattended-upgrades.",
+        move |s: &mut Session, packages: Array| apt_install(&c, s, packages, &Map::new())
+    );
+    let c = ctx.clone();
+    method!(
+        "apt_install",
+        &["this: Session", "packages: Array", "options: Map", "bool"],
+        "`apt_install` with `#{lock_timeout}` (seconds to wait for dpkg/apt locks).",
+        move |s: &mut Session, packages: Array, o: Map| apt_install(&c, s, packages, &o)
+    );
+    let c = ctx.clone();
+    method!(
+        "service",
+        &["this: Session", "name: string", "state: string", "bool"],
+        "Brings service `name` to `\"started\"`, `\"restarted\"` or `\"stopped\"` (as root;
+        systemctl where systemd runs, `service` otherwise) and checks it got there.
+        Returns whether it changed anything; `restarted` always does.",
+        move |s: &mut Session, name: &str, state: &str| -> RhaiResult<bool> {
+            c.check_cancel()?;
+            let reporter = c.reporter.clone();
+            let changed = c
+                .block_on(s.service(name, state, Some(c.cancel.clone()), &mut |_, l| {
+                    reporter.output(l)
+                }))
+                .map_err(|e| fail("ssh.service", e))?;
+            if changed {
+                c.changed();
+            }
+            Ok(changed)
+        }
+    );
+    let c = ctx.clone();
+    method!(
+        "forward",
+        &["this: Session", "host: string", "port: i64", "i64"],
+        "A port on 127.0.0.1 tunnelled through this session to `host:port` as the
+        remote host reaches it (like `ssh -L`). Lives as long as the run; the same
+        `host:port` gives the same local port.",
+        move |s: &mut Session, host: &str, port: i64| -> RhaiResult<i64> {
+            c.check_cancel()?;
+            let port = crate::providers::parse_port(port, "port")
+                .map_err(|e| script_error(format!("ssh.forward: {e}")))?;
+            c.block_on(s.forward(host, port))
+                .map(|p| p as i64)
+                .map_err(|e| fail("ssh.forward", e))
+        }
+    );
+
+    let mut m = Module::new();
+    m.set_doc(
+        "//! SSH sessions: commands, files, packages, services and tunnels on the lab's hosts.",
+    );
+    let internal = |name: &str, params: &[&str], doc: &str| -> FuncRegistration {
+        func(name, params, doc).with_namespace(FnNamespace::Internal)
+    };
+    let c = ctx.clone();
+    internal(
+        "connect",
+        &["instance: Instance", "Session"],
+        "A session to `instance` as its login user with the lab's key, waiting up to
+        180 s for sshd while the instance boots. The host key is pinned in the lab's
+        ledger on first connection; a different key later is refused. One connection
+        per host, shared by everything (and every `parallel` closure) that uses it.",
+    )
+    .set_into_module(&mut m, move |i: Instance| -> RhaiResult<Session> {
+        let target = instance_target(&c, &i)?;
+        connect(&c, &target, DEFAULT_CONNECT_TIMEOUT)
+    });
+    let c = ctx.clone();
+    internal(
+        "connect",
+        &["instance: Instance", "options: Map", "Session"],
+        "`connect(instance)` with `#{timeout}` (seconds to wait for sshd).",
+    )
+    .set_into_module(&mut m, move |i: Instance, o: Map| -> RhaiResult<Session> {
+        map_keys("ssh::connect", &o, &["timeout"], &[])?;
+        let timeout = match o.get("timeout") {
+            Some(v) => seconds("ssh::connect", "timeout", v)?,
+            None => DEFAULT_CONNECT_TIMEOUT,
+        };
+        let target = instance_target(&c, &i)?;
+        connect(&c, &target, timeout)
+    });
+    let c = ctx.clone();
+    internal(
+        "connect",
+        &["target: Map", "Session"],
+        "A session to any host: `#{host, port, user, key_file | password, timeout}`.
+        `port` defaults to 22, `user` to `ubuntu`, the key to the lab's key, `timeout`
+        to 180 s. The host key is pinned under \"host:port\".",
+    )
+    .set_into_module(&mut m, move |o: Map| -> RhaiResult<Session> {
+        let (target, timeout) = map_target(&c, &o)?;
+        connect(&c, &target, timeout)
+    });
+    engine.register_static_module("ssh", m.into());
+}

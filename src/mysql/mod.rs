@@ -1,0 +1,11 @@
+//! A MySQL/MariaDB client for playbooks, over mysql_async (no TLS): typed
+//! rows, affected-row counts, the server's flavor, and errors that carry the
+//! server's error code. The `mysql::` bindings are a thin layer over this.
+
+mod conn;
+mod error;
+mod value;
+
+pub use conn::{ConnectOptions, Db, Flavor, Route, ServerInfo, SqlParams, SqlRow};
+pub use error::MysqlError;
+pub use value::{SqlValue, from_column};

@@ -1,0 +1,446 @@
+//! Running one command: a new channel on the session's connection, stdin
+//! written while output is read, output streamed line by line.
+//!
+//! `env` values never reach a command line: when a command has `env`, the
+//! command line starts with a fixed prelude that reads `N` (a line count)
+//! and then `N` lines of `export NAME='value'` from stdin and evals them;
+//! the rest of stdin is the command's own. The shell's `read` builtin takes
+//! one byte at a time from a pipe, so the command's stdin starts exactly
+//! after the header. With `sudo`, the prelude runs inside `sudo`, so the
+//! values reach root's command without sudo's environment rules.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use russh::{ChannelMsg, Sig};
+
+use super::{Session, SshError, SshResult, quote};
+
+/// How to run a command.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Run as root through `sudo -n`.
+    pub sudo: bool,
+    /// A non-zero exit is an error (default `true`).
+    pub check: bool,
+    /// Bytes for the command's stdin (then end of file).
+    pub stdin: Option<Vec<u8>>,
+    /// Environment variables, delivered through stdin (never argv).
+    pub env: Vec<(String, String)>,
+    /// Give up (and signal the command) after this long.
+    pub timeout: Option<Duration>,
+    /// Set by Ctrl-C: stop waiting and signal the command.
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            sudo: false,
+            check: true,
+            stdin: None,
+            env: Vec::new(),
+            timeout: None,
+            cancel: None,
+        }
+    }
+}
+
+impl RunOptions {
+    pub fn sudo() -> Self {
+        RunOptions {
+            sudo: true,
+            ..Default::default()
+        }
+    }
+}
+
+/// What a command produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Output {
+    pub stdout: String,
+    pub stderr: String,
+    /// The exit code, or -1 if a signal ended the command.
+    pub code: i64,
+    /// The signal that ended the command, if one did.
+    pub signal: Option<String>,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.code == 0
+    }
+
+    /// The last lines of stderr (or of stdout if stderr is empty).
+    pub fn tail(&self, lines: usize) -> String {
+        let text = if self.stderr.trim().is_empty() {
+            &self.stdout
+        } else {
+            &self.stderr
+        };
+        let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    fn status(&self) -> String {
+        match &self.signal {
+            Some(s) => format!("signal {s}"),
+            None => format!("exit code {}", self.code),
+        }
+    }
+}
+
+/// Which stream a line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// How long a command may keep its output streams open after it exited
+/// (a daemon it started may hold them forever) before labrun stops reading.
+const AFTER_EXIT_QUIET: Duration = Duration::from_millis(500);
+/// Lines of stderr an error message quotes.
+pub const TAIL_LINES: usize = 10;
+
+/// Reads `export` lines from stdin (count first), evals them, and goes on
+/// with the command on the next line. POSIX sh, so any login shell runs it.
+const ENV_PRELUDE: &str = "IFS= read -r __lr_n || exit 97; __lr_s=; \
+while [ \"$__lr_n\" -gt 0 ]; do IFS= read -r __lr_l; __lr_s=\"$__lr_s$__lr_l\n\"; \
+__lr_n=$((__lr_n-1)); done; eval \"$__lr_s\"; unset __lr_n __lr_s __lr_l\n";
+
+/// A valid environment variable name.
+pub fn valid_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The command line sent to sshd, and the bytes that go before the
+/// command's own stdin.
+pub fn remote_command(command: &str, options: &RunOptions) -> SshResult<(String, Vec<u8>)> {
+    let mut header = Vec::new();
+    let mut body = String::new();
+    if !options.env.is_empty() {
+        let mut exports = String::new();
+        for (name, value) in &options.env {
+            if !valid_env_name(name) {
+                return Err(SshError::Invalid(format!(
+                    "env: '{name}' is not a valid variable name (letters, digits, '_', not starting with a digit)"
+                )));
+            }
+            exports.push_str(&format!(
+                "export {name}='{}'\n",
+                value.replace('\'', "'\\''")
+            ));
+        }
+        let lines = exports.matches('\n').count();
+        header.extend_from_slice(format!("{lines}\n{exports}").as_bytes());
+        body.push_str(ENV_PRELUDE);
+    }
+    body.push_str(command);
+    let line = if options.sudo {
+        format!("sudo -n -- bash -c {}", quote(&body))
+    } else {
+        body
+    };
+    Ok((line, header))
+}
+
+/// Splits a byte stream into lines (on `\n` or `\r`) for the live display.
+#[derive(Default)]
+struct Lines {
+    partial: Vec<u8>,
+}
+
+impl Lines {
+    fn feed(&mut self, data: &[u8], mut emit: impl FnMut(&str)) {
+        for &b in data {
+            if b == b'\n' || b == b'\r' {
+                if !self.partial.is_empty() {
+                    emit(&String::from_utf8_lossy(&self.partial));
+                    self.partial.clear();
+                }
+            } else {
+                self.partial.push(b);
+            }
+        }
+    }
+
+    fn finish(&mut self, mut emit: impl FnMut(&str)) {
+        if !self.partial.is_empty() {
+            emit(&String::from_utf8_lossy(&self.partial));
+            self.partial.clear();
+        }
+    }
+}
+
+impl Session {
+    /// Runs `command` (a shell command line), streaming each output line to
+    /// `sink` as it arrives. With `check`, a non-zero exit is an error that
+    /// quotes the command, the status and the tail of stderr.
+    pub async fn run(
+        &self,
+        command: &str,
+        options: &RunOptions,
+        sink: &mut (dyn FnMut(Stream, &str) + Send),
+    ) -> SshResult<Output> {
+        let (line, header) = remote_command(command, options)?;
+        let lost = |e: russh::Error| SshError::Connection {
+            target: self.address(),
+            message: format!("connection lost ({e})"),
+        };
+        let channel = self
+            .inner
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(lost)?;
+        let (mut read, write) = channel.split();
+        write.exec(true, line.into_bytes()).await.map_err(lost)?;
+
+        let mut input = header;
+        if let Some(stdin) = &options.stdin {
+            input.extend_from_slice(stdin);
+        }
+        // Written concurrently with reading: a command may answer before it
+        // has read all its input.
+        let writer = async {
+            if !input.is_empty() {
+                write.data(&input[..]).await?;
+            }
+            write.eof().await
+        };
+        tokio::pin!(writer);
+        let mut writer_done = false;
+
+        let started = Instant::now();
+        let deadline = options.timeout.map(|t| started + t);
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let watch = options.cancel.is_some() || deadline.is_some();
+
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let (mut out_lines, mut err_lines) = (Lines::default(), Lines::default());
+        let mut code: Option<i64> = None;
+        let mut signal: Option<String> = None;
+        let mut refused = false;
+        let mut stop: Option<SshError> = None;
+        let mut exited_at: Option<Instant> = None;
+        loop {
+            let quiet = async {
+                match exited_at {
+                    Some(_) => tokio::time::sleep(AFTER_EXIT_QUIET).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = &mut writer, if !writer_done => {
+                    // A command that exits without reading its input closes
+                    // the channel under the writer: not an error in itself.
+                    let _ = r;
+                    writer_done = true;
+                }
+                msg = read.wait() => match msg {
+                    Some(ChannelMsg::Data { data }) => {
+                        stdout.extend_from_slice(&data);
+                        out_lines.feed(&data, |l| sink(Stream::Stdout, l));
+                    }
+                    Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
+                        stderr.extend_from_slice(&data);
+                        err_lines.feed(&data, |l| sink(Stream::Stderr, l));
+                    }
+                    Some(ChannelMsg::ExitStatus { exit_status }) => {
+                        code = Some(exit_status as i64);
+                        exited_at = Some(Instant::now());
+                    }
+                    Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
+                        code = Some(-1);
+                        signal = Some(sig_name(&signal_name));
+                        exited_at = Some(Instant::now());
+                    }
+                    Some(ChannelMsg::Failure) => {
+                        refused = true;
+                        break;
+                    }
+                    Some(ChannelMsg::Close) | None => break,
+                    Some(_) => {}
+                },
+                _ = quiet => {
+                    // Exited, but something it started still holds the
+                    // output open: the command's own work is done.
+                    let _ = write.close().await;
+                    break;
+                }
+                _ = tick.tick(), if watch => {
+                    let cancelled = options.cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst));
+                    let late = deadline.is_some_and(|d| Instant::now() >= d);
+                    if cancelled || late {
+                        let _ = write.signal(Sig::TERM).await;
+                        let _ = write.close().await;
+                        stop = Some(if cancelled {
+                            SshError::Interrupted
+                        } else {
+                            SshError::Timeout {
+                                target: self.address(),
+                                command: command.to_string(),
+                                after: options.timeout.unwrap_or_default(),
+                            }
+                        });
+                        break;
+                    }
+                }
+            }
+        }
+        out_lines.finish(|l| sink(Stream::Stdout, l));
+        err_lines.finish(|l| sink(Stream::Stderr, l));
+        if let Some(e) = stop {
+            return Err(e);
+        }
+        if refused {
+            return Err(SshError::Connection {
+                target: self.address(),
+                message: format!("the server refused to run `{command}`"),
+            });
+        }
+        let Some(code) = code else {
+            return Err(SshError::Connection {
+                target: self.address(),
+                message: if self.is_closed() {
+                    format!("connection lost while running `{command}`")
+                } else {
+                    format!("`{command}` ended without an exit status")
+                },
+            });
+        };
+        let output = Output {
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            code,
+            signal,
+        };
+        if options.check && !output.success() {
+            return Err(SshError::CommandFailed {
+                target: self.address(),
+                command: command.to_string(),
+                status: output.status(),
+                tail: output.tail(TAIL_LINES),
+            });
+        }
+        Ok(output)
+    }
+
+    /// [`Session::run`] without streaming.
+    pub async fn run_quiet(&self, command: &str, options: &RunOptions) -> SshResult<Output> {
+        self.run(command, options, &mut |_, _| {}).await
+    }
+}
+
+fn sig_name(sig: &Sig) -> String {
+    match sig {
+        Sig::Custom(name) => name.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The prelude as a local `sh` runs it: env from the header, then the
+    /// command's own stdin, untouched.
+    fn run_locally(command: &str, env: &[(&str, &str)], stdin: &str) -> String {
+        use std::io::Write;
+        let options = RunOptions {
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        };
+        let (line, header) = remote_command(command, &options).unwrap();
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&line)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(&header).unwrap();
+        input.write_all(stdin.as_bytes()).unwrap();
+        drop(input);
+        String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
+    }
+
+    #[test]
+    fn env_arrives_through_stdin_and_stdin_stays_intact() {
+        let tricky = "it's $HOME `x` \\n \"q\"\nsecond line\n";
+        let out = run_locally(
+            "printf '%s|' \"$A\" \"$B\"; cat",
+            &[("A", tricky), ("B", "")],
+            "rest\nof stdin",
+        );
+        assert_eq!(out, format!("{tricky}||rest\nof stdin"));
+    }
+
+    #[test]
+    fn env_values_are_not_on_the_command_line() {
+        let options = RunOptions {
+            env: vec![("PW".into(), "hunter2-secret".into())],
+            sudo: true,
+            ..Default::default()
+        };
+        let (line, header) = remote_command("echo hi", &options).unwrap();
+        assert!(!line.contains("hunter2"));
+        assert!(String::from_utf8(header).unwrap().contains("hunter2"));
+        assert!(line.starts_with("sudo -n -- bash -c "));
+    }
+
+    #[test]
+    fn plain_commands_go_as_they_are() {
+        let (line, header) = remote_command("true", &RunOptions::default()).unwrap();
+        assert_eq!(line, "true");
+        assert!(header.is_empty());
+        assert!(
+            remote_command(
+                "x",
+                &RunOptions {
+                    env: vec![("1A".into(), "v".into())],
+                    ..Default::default()
+                }
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn lines_split_on_newlines_and_carriage_returns() {
+        let mut l = Lines::default();
+        let mut seen = Vec::new();
+        l.feed(b"a\nb", |s| seen.push(s.to_string()));
+        l.feed(b"c\r50%\r\n", |s| seen.push(s.to_string()));
+        l.feed(b"tail", |s| seen.push(s.to_string()));
+        l.finish(|s| seen.push(s.to_string()));
+        assert_eq!(seen, ["a", "bc", "50%", "tail"]);
+    }
+
+    #[test]
+    fn tail_prefers_stderr() {
+        let o = Output {
+            stdout: "out\n".into(),
+            stderr: "1\n2\n3\n".into(),
+            code: 1,
+            signal: None,
+        };
+        assert_eq!(o.tail(2), "2\n3");
+        let o = Output {
+            stderr: String::new(),
+            ..o
+        };
+        assert_eq!(o.tail(2), "out");
+    }
+}

@@ -1,0 +1,394 @@
+//! Connecting: wait for sshd, check the host key against the lab's pin, log in.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use russh::client::{Config, Handle, Handler};
+use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
+
+use super::{Auth, SshError, SshResult, Target};
+
+/// Where pinned host keys live (the lab's ledger, in a run).
+pub trait HostKeys: Send + Sync {
+    /// The pinned key of `id`, as an OpenSSH public key line.
+    fn pinned(&self, id: &str) -> Option<String>;
+    /// Pins `key_line` for `id`.
+    fn pin(&self, id: &str, key_line: &str) -> Result<(), String>;
+    /// Where the pins are kept, for messages.
+    fn location(&self) -> String;
+}
+
+impl HostKeys for crate::ledger::Ledger {
+    fn pinned(&self, id: &str) -> Option<String> {
+        self.snapshot().host_keys.get(id).cloned()
+    }
+
+    fn pin(&self, id: &str, key_line: &str) -> Result<(), String> {
+        self.update(|d| {
+            d.host_keys.insert(id.to_string(), key_line.to_string());
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    fn location(&self) -> String {
+        self.dir().join("ledger.json").display().to_string()
+    }
+}
+
+/// Pins kept in memory only (tools and tests that have no lab).
+#[derive(Default)]
+pub struct MemoryHostKeys(Mutex<BTreeMap<String, String>>);
+
+impl HostKeys for MemoryHostKeys {
+    fn pinned(&self, id: &str) -> Option<String> {
+        self.0.lock().expect("pins lock").get(id).cloned()
+    }
+
+    fn pin(&self, id: &str, key_line: &str) -> Result<(), String> {
+        self.0
+            .lock()
+            .expect("pins lock")
+            .insert(id.into(), key_line.into());
+        Ok(())
+    }
+
+    fn location(&self) -> String {
+        "memory".into()
+    }
+}
+
+/// How long to wait for sshd, and whom to tell while waiting.
+pub struct ConnectOptions<'a> {
+    /// Total time to wait for sshd to answer.
+    pub timeout: Duration,
+    /// Checked between attempts (Ctrl-C).
+    pub cancel: Option<&'a AtomicBool>,
+    /// Called (about once a second) with a line saying what we wait for.
+    pub on_wait: &'a (dyn Fn(&str) + Send + Sync),
+}
+
+/// Default wait for sshd: long enough for a cloud instance to boot.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(180);
+/// One TCP connect attempt.
+const TCP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Banner and key exchange of one attempt (a firewalled port proxy accepts
+/// the TCP connection and then says nothing).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+const AUTH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// russh's client configuration, tuned for many short commands on one
+/// connection: no Nagle (each request is one small packet that must leave at
+/// once), large windows for file transfers, keepalives to notice a dead host.
+pub fn client_config() -> Config {
+    Config {
+        nodelay: true,
+        window_size: 8 * 1024 * 1024,
+        maximum_packet_size: 32768,
+        channel_buffer_size: 256,
+        keepalive_interval: Some(Duration::from_secs(15)),
+        keepalive_max: 4,
+        inactivity_timeout: None,
+        ..Default::default()
+    }
+}
+
+/// russh's callbacks: records the server's key and checks it against the pin.
+pub(crate) struct Client {
+    pinned: Option<PublicKey>,
+    seen: Arc<Mutex<Option<PublicKey>>>,
+}
+
+impl Handler for Client {
+    type Error = russh::Error;
+
+    async fn check_server_key(&mut self, key: &PublicKey) -> Result<bool, Self::Error> {
+        *self.seen.lock().expect("seen key lock") = Some(key.clone());
+        Ok(match &self.pinned {
+            None => true,
+            Some(p) => p.key_data() == key.key_data(),
+        })
+    }
+}
+
+/// One SSH connection; cheap to clone and safe to share between threads.
+/// Every command opens its own channel on it.
+#[derive(Clone)]
+pub struct Session {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) handle: Arc<Handle<Client>>,
+    pub(crate) target: Target,
+    pub(crate) fingerprint: String,
+    /// Local port tunnels by (host, port): local port and accept loop.
+    pub(crate) forwards: Mutex<HashMap<(String, u16), (u16, tokio::task::AbortHandle)>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for (_, task) in self.forwards.lock().expect("forwards lock").values() {
+            task.abort();
+        }
+    }
+}
+
+impl std::fmt::Display for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = &self.inner.target;
+        write!(f, "Session({}", t.address())?;
+        if t.label != format!("{}:{}", t.host, t.port) {
+            write!(f, " {}", t.label)?;
+        }
+        write!(
+            f,
+            " {}{})",
+            self.inner.fingerprint,
+            if self.is_closed() { " closed" } else { "" }
+        )
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+impl Session {
+    pub fn target(&self) -> &Target {
+        &self.inner.target
+    }
+
+    /// `user@host:port`.
+    pub fn address(&self) -> String {
+        self.inner.target.address()
+    }
+
+    /// SHA256 fingerprint of the server's host key.
+    pub fn host_key_fingerprint(&self) -> &str {
+        &self.inner.fingerprint
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.inner.handle.is_closed()
+    }
+
+    /// Connects to `target`, waiting for sshd up to `options.timeout`
+    /// (connection refused, reset, closed or silent while a host boots), then
+    /// checks the host key against the pin in `keys` (pinning it the first
+    /// time) and logs in.
+    pub async fn connect(
+        target: &Target,
+        keys: &dyn HostKeys,
+        options: &ConnectOptions<'_>,
+    ) -> SshResult<Session> {
+        let key = match &target.auth {
+            Auth::KeyFile(path) => Some(Arc::new(
+                russh::keys::load_secret_key(path, None).map_err(|e| SshError::Key {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?,
+            )),
+            Auth::Password(_) => None,
+        };
+        let pinned_line = keys.pinned(&target.pin_id);
+        let pinned = match &pinned_line {
+            Some(line) => Some(PublicKey::from_openssh(line).map_err(|e| {
+                SshError::Invalid(format!(
+                    "the pinned host key of {} in {} is unreadable ({e}); remove it to pin again",
+                    target.pin_id,
+                    keys.location()
+                ))
+            })?),
+            None => None,
+        };
+        let config = Arc::new(client_config());
+        let started = Instant::now();
+        let deadline = started + options.timeout;
+        let mut delay = Duration::from_millis(100);
+        let mut last_report: Option<Instant> = None;
+        let (mut handle, seen) = loop {
+            if options.cancel.is_some_and(|c| c.load(Ordering::SeqCst)) {
+                return Err(SshError::Interrupted);
+            }
+            let seen = Arc::new(Mutex::new(None));
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match attempt(&config, target, pinned.clone(), seen.clone(), remaining).await {
+                Ok(handle) => break (handle, seen),
+                Err(Attempt::HostKeyChanged) => {
+                    let seen = seen.lock().expect("seen key lock").clone();
+                    return Err(SshError::HostKeyChanged {
+                        label: target.label.clone(),
+                        host: format!("{}:{}", target.host, target.port),
+                        pinned: pinned.as_ref().map(fingerprint).unwrap_or_default(),
+                        seen: seen.as_ref().map(fingerprint).unwrap_or_default(),
+                        ledger: keys.location(),
+                    });
+                }
+                Err(Attempt::Fatal(message)) => {
+                    return Err(SshError::Connection {
+                        target: target.address(),
+                        message,
+                    });
+                }
+                Err(Attempt::Retry(message)) => {
+                    let now = Instant::now();
+                    if now + delay >= deadline {
+                        return Err(SshError::NotReady {
+                            target: target.address(),
+                            waited: options.timeout,
+                            last: message,
+                        });
+                    }
+                    if last_report.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+                        (options.on_wait)(&format!(
+                            "waiting for sshd at {}: {message} ({}s of {}s)",
+                            target.address(),
+                            now.duration_since(started).as_secs(),
+                            options.timeout.as_secs()
+                        ));
+                        last_report = Some(now);
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+            }
+        };
+        let server_key =
+            seen.lock()
+                .expect("seen key lock")
+                .clone()
+                .ok_or_else(|| SshError::Connection {
+                    target: target.address(),
+                    message: "the server presented no host key".into(),
+                })?;
+        authenticate(&mut handle, target, key).await?;
+        if pinned.is_none() {
+            let line = PublicKey::new(server_key.key_data().clone(), "")
+                .to_openssh()
+                .map_err(|e| SshError::Invalid(format!("host key: {e}")))?;
+            keys.pin(&target.pin_id, &line)
+                .map_err(|e| SshError::Invalid(format!("cannot pin the host key: {e}")))?;
+        }
+        Ok(Session {
+            inner: Arc::new(Inner {
+                handle: Arc::new(handle),
+                target: target.clone(),
+                fingerprint: fingerprint(&server_key),
+                forwards: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+}
+
+/// `SHA256:...`, as `ssh-keygen -l` prints it.
+pub fn fingerprint(key: &PublicKey) -> String {
+    key.fingerprint(HashAlg::Sha256).to_string()
+}
+
+enum Attempt {
+    /// sshd is not (yet) answering: wait and try again.
+    Retry(String),
+    HostKeyChanged,
+    Fatal(String),
+}
+
+async fn attempt(
+    config: &Arc<Config>,
+    target: &Target,
+    pinned: Option<PublicKey>,
+    seen: Arc<Mutex<Option<PublicKey>>>,
+    remaining: Duration,
+) -> Result<Handle<Client>, Attempt> {
+    let addr = (target.host.as_str(), target.port);
+    let tcp = match tokio::time::timeout(
+        TCP_TIMEOUT.min(remaining),
+        tokio::net::TcpStream::connect(addr),
+    )
+    .await
+    {
+        Err(_) => return Err(Attempt::Retry("TCP connect timed out".into())),
+        Ok(Err(e)) => return Err(Attempt::Retry(io_message(&e))),
+        Ok(Ok(tcp)) => tcp,
+    };
+    let _ = tcp.set_nodelay(true);
+    let handler = Client { pinned, seen };
+    match tokio::time::timeout(
+        HANDSHAKE_TIMEOUT.min(remaining.max(Duration::from_secs(1))),
+        russh::client::connect_stream(config.clone(), tcp, handler),
+    )
+    .await
+    {
+        Err(_) => Err(Attempt::Retry(
+            "connected, but no SSH handshake (sshd starting, or a firewall drops the traffic)"
+                .into(),
+        )),
+        Ok(Ok(handle)) => Ok(handle),
+        Ok(Err(russh::Error::UnknownKey)) => Err(Attempt::HostKeyChanged),
+        Ok(Err(russh::Error::IO(e))) => Err(Attempt::Retry(io_message(&e))),
+        Ok(Err(russh::Error::Disconnect | russh::Error::HUP | russh::Error::ConnectionTimeout)) => {
+            Err(Attempt::Retry(
+                "connection closed before the SSH handshake".into(),
+            ))
+        }
+        Ok(Err(e)) => Err(Attempt::Fatal(format!("SSH handshake failed: {e}"))),
+    }
+}
+
+fn io_message(e: &std::io::Error) -> String {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        ConnectionRefused => "connection refused".into(),
+        ConnectionReset => "connection reset".into(),
+        UnexpectedEof => "connection closed before the SSH handshake".into(),
+        TimedOut => "timed out".into(),
+        _ => e.to_string(),
+    }
+}
+
+async fn authenticate(
+    handle: &mut Handle<Client>,
+    target: &Target,
+    key: Option<Arc<PrivateKey>>,
+) -> SshResult<()> {
+    let failed = |e: russh::Error| SshError::Connection {
+        target: target.address(),
+        message: format!("authentication: {e}"),
+    };
+    let auth = async {
+        match (&target.auth, key) {
+            (Auth::KeyFile(_), Some(key)) => {
+                let hash = if key.algorithm().is_rsa() {
+                    handle.best_supported_rsa_hash().await?.flatten()
+                } else {
+                    None
+                };
+                handle
+                    .authenticate_publickey(&target.user, PrivateKeyWithHashAlg::new(key, hash))
+                    .await
+                    .map(|r| (r.success(), "public key"))
+            }
+            (Auth::Password(password), _) => handle
+                .authenticate_password(&target.user, password)
+                .await
+                .map(|r| (r.success(), "password")),
+            (Auth::KeyFile(_), None) => unreachable!("key loaded before connecting"),
+        }
+    };
+    match tokio::time::timeout(AUTH_TIMEOUT, auth).await {
+        Err(_) => Err(SshError::Connection {
+            target: target.address(),
+            message: "authentication timed out".into(),
+        }),
+        Ok(Err(e)) => Err(failed(e)),
+        Ok(Ok((true, _))) => Ok(()),
+        Ok(Ok((false, method))) => Err(SshError::AuthFailed {
+            target: target.address(),
+            user: target.user.clone(),
+            method,
+        }),
+    }
+}

@@ -1,0 +1,543 @@
+//! The `ssh` module against real sshd in local instances: readiness wait,
+//! host key pinning, command results and failures, stdin/env delivery and
+//! secrets, files, apt, services, tunnels.
+//!
+//! Each test gets fresh instances from [`Hosts`], which also writes the Rhai
+//! prelude that connects to them: sessions `A`, `B`, ... and their private
+//! addresses `A_IP`, `B_IP`, ....
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use crate::harness::{Output, Test};
+
+const IMAGE: &str = "labrun-base/debian-12:latest";
+const LAB: &str = "sshtest";
+
+/// A container running sshd with the lab's key, removed on drop.
+struct Container {
+    id: String,
+}
+
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("docker {args:?}: cannot run the docker CLI: {e}"));
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+impl Container {
+    fn start(public_key: &str) -> Container {
+        let images = docker(&["images", "-q", IMAGE]);
+        assert!(
+            !images.is_empty(),
+            "image {IMAGE} is missing; these tests need it (built by the local provider setup)"
+        );
+        let env = format!("LABRUN_AUTHORIZED_KEYS={public_key}");
+        let id = docker(&[
+            "run",
+            "-d",
+            "--init",
+            "--label",
+            "labrun.test=ssh",
+            "-p",
+            "127.0.0.1::22",
+            "-e",
+            &env,
+            IMAGE,
+        ]);
+        Container { id }
+    }
+
+    fn port(&self) -> u16 {
+        let mapping = docker(&["port", &self.id, "22/tcp"]);
+        let first = mapping.lines().next().expect("a published port");
+        first.rsplit(':').next().unwrap().parse().expect("port")
+    }
+
+    fn ip(&self) -> String {
+        docker(&[
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            &self.id,
+        ])
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rm", "-f", &self.id]).output();
+    }
+}
+
+/// Instances for one test, and the prelude that connects to them.
+struct Hosts {
+    test: Test,
+    key_file: String,
+    containers: Vec<Container>,
+}
+
+const NAMES: [&str; 3] = ["A", "B", "C"];
+
+impl Hosts {
+    fn new(count: usize) -> Hosts {
+        let test = Test::new();
+        let (key_file, public_key) = make_key(&test);
+        let containers = (0..count).map(|_| Container::start(&public_key)).collect();
+        Hosts {
+            test,
+            key_file,
+            containers,
+        }
+    }
+
+    fn port(&self, i: usize) -> u16 {
+        self.containers[i].port()
+    }
+
+    /// Rhai that defines `KEY` (the key file), `A`, `A_IP`, ... (map-form
+    /// connections).
+    fn prelude(&self) -> String {
+        let mut text = format!("let KEY = \"{}\";\n", self.key_file);
+        for (i, c) in self.containers.iter().enumerate() {
+            let n = NAMES[i];
+            text.push_str(&format!(
+                "let {n} = ssh::connect(#{{host: \"127.0.0.1\", port: {}, key_file: \"{}\", timeout: 60}});\nlet {n}_IP = \"{}\";\n",
+                c.port(),
+                self.key_file,
+                c.ip()
+            ));
+        }
+        text
+    }
+
+    /// Runs `body` after the prelude as playbook `file` of lab `LAB`.
+    fn run(&self, file: &str, body: &str, args: &[&str]) -> Output {
+        let path = self.test.dir().join(file);
+        std::fs::write(&path, format!("{}\n{body}", self.prelude())).unwrap();
+        run(
+            &self.test,
+            &[&[file, "--lab", LAB, "--output", "plain"], args].concat(),
+        )
+    }
+}
+
+/// A key pair for the instances (`ssh-keygen`), in the test's directory.
+fn make_key(t: &Test) -> (String, String) {
+    let path = t.dir().join("id_test");
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "labrun-test", "-f"])
+        .arg(&path)
+        .output()
+        .expect("ssh-keygen runs (package openssh-client)");
+    assert!(out.status.success(), "ssh-keygen: {out:?}");
+    let public = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+    (path.display().to_string(), public.trim().to_string())
+}
+
+fn run(t: &Test, args: &[&str]) -> Output {
+    let out = t.command().args(args).output().expect("labrun runs");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
+}
+
+#[test]
+fn ssh_run_results_stdin_env_and_failures() {
+    let h = Hosts::new(1);
+    let out = h.run(
+        "run.rhai",
+        r#"
+import "check" as check;
+let r = A.run("echo out; echo err >&2; hostname");
+check::equal(r.code, 0, "code");
+check::that(r.stdout.starts_with("out\n"), `stdout: ${r.stdout}`);
+check::equal(r.stderr, "err\n", "stderr");
+check::equal(A.run("cat", #{stdin: "line 1\nline 'two' $HOME\n"}).stdout, "line 1\nline 'two' $HOME\n", "stdin");
+check::equal(A.run("printf '%s|%s' \"$X\" \"$Y\"", #{env: #{X: "it's a \"value\"\nwith lines", Y: 42}}).stdout,
+             "it's a \"value\"\nwith lines|42", "env");
+check::equal(A.run("printf %s \"$X\"; cat", #{env: #{X: "e"}, stdin: "s"}).stdout, "es", "env and stdin");
+check::equal(A.sudo("id -u").stdout, "0\n", "sudo");
+check::equal(A.run("printf %s \"$X\"", #{sudo: true, env: #{X: "to root"}}).stdout, "to root", "env through sudo");
+check::equal(A.run("exit 7", #{check: false}).code, 7, "check: false");
+check::that(A.to_string().contains("ubuntu@127.0.0.1:"), A.to_string());
+check::equal(type_of(A), "Session", "type");
+let t = A.run("sleep 5", #{check: false, timeout: 0.5});
+"#,
+        &[],
+    );
+    out.assert_code(1)
+        .assert_stderr_contains("ssh.run: `sleep 5` on ubuntu@127.0.0.1:")
+        .assert_stderr_contains("timed out after 0.5s");
+
+    let out = h.run(
+        "fail.rhai",
+        r#"step("fails", || A.run("echo context >&2; echo 'it broke' >&2; exit 3"));"#,
+        &[],
+    );
+    out.assert_code(1)
+        .assert_stderr_contains(&format!(
+            "ssh.run: `echo context >&2; echo 'it broke' >&2; exit 3` failed on ubuntu@127.0.0.1:{} with exit code 3:\n  context\n  it broke",
+            h.port(0)
+        ))
+        .assert_stderr_contains("FAILED  fails");
+}
+
+#[test]
+fn ssh_secrets_stay_off_remote_command_lines_and_output() {
+    let h = Hosts::new(1);
+    // Three long-running commands get the secret through env (as the user
+    // and through sudo) and stdin; a fourth waits until they all run, takes
+    // the host's full process list, then lets them finish.
+    let out = h.run(
+        "ps.rhai",
+        r#"
+import "check" as check;
+let pw = secret("db_password");
+let r = parallel([
+    || A.run("for i in $(seq 600); do [ -e /tmp/ps-gate ] && break; sleep 0.1; done; printf %s \"$PW\"", #{env: #{PW: pw}}),
+    || A.sudo("for i in $(seq 600); do [ -e /tmp/ps-gate ] && break; sleep 0.1; done; printf %s \"$PW\" | wc -c", #{env: #{PW: pw}}),
+    || A.run("read -r x; for i in $(seq 600); do [ -e /tmp/ps-gate ] && break; sleep 0.1; done; printf %s \"$x\"", #{stdin: pw + "\n"}),
+    || {
+        A.run("for i in $(seq 600); do [ $(pgrep -fc 'ps-gat[e]') -ge 3 ] && break; sleep 0.1; done");
+        let ps = A.run("ps -eww -o user,pid,args").stdout;
+        A.run("touch /tmp/ps-gate");
+        ps
+    }
+]);
+check::equal(r[0].stdout, pw, "env value");
+check::equal(r[1].stdout, "24\n", "env value under sudo");
+check::equal(r[2].stdout, pw, "stdin value");
+let ps = r[3];
+check::that(ps.contains("ps-gate"), "ps shows the waiting commands");
+if ps.contains(pw) { throw "the secret is visible in ps"; }
+print("ps output:\n" + ps);
+print("the secret itself: " + pw);
+"#,
+        &["-v"],
+    );
+    out.assert_code(0);
+    let pw = h.test.secrets(LAB)["db_password"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        !out.all().contains(&pw),
+        "labrun's output leaks the secret:\n{}",
+        out.all()
+    );
+    // The remote output was streamed with -v, and masked.
+    out.assert_stderr_contains("    | ********")
+        .assert_stderr_contains("the secret itself: ********")
+        .assert_stderr_contains("ps-gate");
+}
+
+#[test]
+fn ssh_files_are_written_only_when_different() {
+    let h = Hosts::new(1);
+    let out = h.run(
+        "files.rhai",
+        r#"
+import "check" as check;
+let conf = "[mysqld]\nbind-address = 127.0.0.1\nport = 3306\n";
+check::equal(step("write", || A.write_file("/etc/labrun-test.cnf", conf, #{mode: "0640"})), true, "first write");
+check::equal(step("write again", || A.write_file("/etc/labrun-test.cnf", conf, #{mode: "0640"})), false, "second write");
+check::equal(A.run("stat -c '%a %U' /etc/labrun-test.cnf", #{sudo: true}).stdout, "640 root\n", "mode and owner");
+check::equal(step("mode", || A.write_file("/etc/labrun-test.cnf", conf, #{mode: "0644", owner: "ubuntu"})), true, "mode change");
+check::equal(A.run("stat -c '%a %U' /etc/labrun-test.cnf").stdout, "644 ubuntu\n", "new mode and owner");
+check::equal(A.read_file("/etc/labrun-test.cnf"), conf, "read back");
+check::equal(step("replace", || A.replace_line("/etc/labrun-test.cnf", "^#? *bind-address", "bind-address = 0.0.0.0")), true, "replace");
+check::equal(step("replace again", || A.replace_line("/etc/labrun-test.cnf", "^#? *bind-address", "bind-address = 0.0.0.0")), false, "replace again");
+check::equal(step("append", || A.replace_line("/etc/labrun-test.cnf", "^max_connections", "max_connections = 50")), true, "append");
+check::equal(step("append again", || A.replace_line("/etc/labrun-test.cnf", "^max_connections", "max_connections = 50")), false, "append again");
+check::equal(A.read_file("/etc/labrun-test.cnf"), "[mysqld]\nbind-address = 0.0.0.0\nport = 3306\nmax_connections = 50\n", "edited");
+check::equal(A.run("stat -c '%a %U' /etc/labrun-test.cnf").stdout, "644 ubuntu\n", "mode and owner kept");
+check::equal(A.file_exists("/etc/labrun-test.cnf"), true, "exists");
+check::equal(A.file_exists("/etc/nope"), false, "does not exist");
+check::equal(A.write_file("/home/ubuntu/mine.txt", "x", #{sudo: false}), true, "user write");
+check::equal(A.run("stat -c %U /home/ubuntu/mine.txt").stdout, "ubuntu\n", "user file owner");
+check::equal(A.run("ls -a /etc | grep -c labrun || true").stdout, "1\n", "no temp files left");
+A.read_file("/etc/nope");
+"#,
+        &[],
+    );
+    out.assert_code(1)
+        .assert_stderr_contains("changed write (")
+        .assert_stderr_contains("ok      write again (")
+        .assert_stderr_contains("changed mode (")
+        .assert_stderr_contains("changed replace (")
+        .assert_stderr_contains("ok      replace again (")
+        .assert_stderr_contains("changed append (")
+        .assert_stderr_contains("ok      append again (")
+        .assert_stderr_contains("ssh.read_file: `read /etc/nope` failed on")
+        .assert_stderr_contains("No such file or directory");
+}
+
+#[test]
+fn ssh_host_key_is_pinned_and_a_change_refused() {
+    let h = Hosts::new(1);
+    let first = h.run(
+        "pin.rhai",
+        r#"
+print("pinned " + A.host_key);
+A.sudo("rm -f /etc/ssh/ssh_host_*; ssh-keygen -A -q");
+for t in ["ed25519", "ecdsa", "rsa"] {
+    print("new " + A.run(`ssh-keygen -lf /etc/ssh/ssh_host_${t}_key.pub`).stdout.split(" ")[1]);
+}
+"#,
+        &[],
+    );
+    first.assert_code(0);
+    let pinned = first
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("pinned "))
+        .expect("pinned fingerprint")
+        .to_string();
+    let fresh: Vec<String> = first
+        .stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("new "))
+        .map(str::to_string)
+        .collect();
+    let ledger = std::fs::read_to_string(h.test.lab_dir(LAB).join("ledger.json")).unwrap();
+    let key = format!("127.0.0.1:{}", h.port(0));
+    assert!(ledger.contains(&key), "pin under {key}:\n{ledger}");
+
+    let second = h.run("again.rhai", "print(A.run(\"echo hi\").stdout);", &[]);
+    second
+        .assert_code(1)
+        .assert_stderr_contains(&format!("host key of {key} ({key}) has changed"))
+        .assert_stderr_contains(&format!("the lab pinned {pinned}"));
+    assert!(
+        fresh
+            .iter()
+            .any(|f| second.stderr.contains(&format!("now presents {f}"))),
+        "one of the new keys {fresh:?} is named:\n{}",
+        second.stderr
+    );
+}
+
+#[test]
+fn ssh_waits_for_sshd_that_starts_late() {
+    let h = Hosts::new(1);
+    let sshd = h.port(0);
+    // A port with nothing behind it (refused), then a proxy that closes
+    // every connection (a port proxy whose sshd is not up yet), then the
+    // real sshd: each switch happens after labrun reports waiting.
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let playbook = format!(
+        r#"let s = ssh::connect(#{{host: "127.0.0.1", port: {port}, key_file: "{}", timeout: 60}});
+           print("connected: " + s.run("echo ready").stdout);"#,
+        h.key_file
+    );
+    std::fs::write(h.test.dir().join("late.rhai"), playbook).unwrap();
+    let mut child = h
+        .test
+        .command()
+        .args(["late.rhai", "--lab", LAB, "--output", "plain", "-v"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let phase = Arc::new(AtomicU8::new(0));
+    let mut lines = Vec::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line.contains("waiting for sshd") {
+            if phase.load(Ordering::SeqCst) == 0 && line.contains("connection refused") {
+                let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+                phase.store(1, Ordering::SeqCst);
+                let phase = phase.clone();
+                std::thread::spawn(move || proxy(listener, phase, sshd));
+            } else if phase.load(Ordering::SeqCst) == 1 && line.contains("closed before") {
+                phase.store(2, Ordering::SeqCst);
+            }
+        }
+        lines.push(line);
+    }
+    let status = child.wait().unwrap();
+    let text = lines.join("\n");
+    assert!(status.success(), "{text}");
+    assert_eq!(phase.load(Ordering::SeqCst), 2, "{text}");
+    assert!(text.contains("connected: ready"), "{text}");
+    assert!(
+        text.contains("(0s of 60s)"),
+        "waiting reports the timeout: {text}"
+    );
+}
+
+/// Phase 1: accept and close. Phase 2: carry connections to `to`.
+fn proxy(listener: TcpListener, phase: Arc<AtomicU8>, to: u16) {
+    for conn in listener.incoming() {
+        let Ok(conn) = conn else { return };
+        if phase.load(Ordering::SeqCst) < 2 {
+            drop(conn);
+            continue;
+        }
+        let Ok(upstream) = TcpStream::connect(("127.0.0.1", to)) else {
+            continue;
+        };
+        let (mut a, mut b) = (conn.try_clone().unwrap(), upstream.try_clone().unwrap());
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut a, &mut b);
+            let _ = b.shutdown(std::net::Shutdown::Write);
+        });
+        let (mut a, mut b) = (upstream, conn);
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut a, &mut b);
+            let _ = b.shutdown(std::net::Shutdown::Write);
+        });
+    }
+}
+
+#[test]
+fn ssh_gives_up_when_sshd_never_answers() {
+    let t = Test::new();
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    std::fs::write(
+        t.dir().join("never.rhai"),
+        format!(r#"ssh::connect(#{{host: "127.0.0.1", port: {port}, timeout: 2}});"#),
+    )
+    .unwrap();
+    run(&t, &["never.rhai", "--output", "plain"])
+        .assert_code(1)
+        .assert_stderr_contains(&format!(
+            "ssh::connect: sshd at ubuntu@127.0.0.1:{port} did not answer within 2s (last: connection refused)"
+        ));
+}
+
+#[test]
+fn ssh_apt_install_waits_for_the_dpkg_lock() {
+    let h = Hosts::new(1);
+    // The holder keeps dpkg's frontend lock until it has seen `apt-get
+    // install` running for a second: the install can only succeed by
+    // waiting for it.
+    let out = h.run(
+        "apt.rhai",
+        r#"
+import "check" as check;
+A.write_file("/tmp/hold-lock.py", `
+import fcntl, os, time
+f = open("/var/lib/dpkg/lock-frontend", "w")
+fcntl.lockf(f, fcntl.LOCK_EX)
+open("/tmp/lock-held", "w").close()
+start = time.time()
+seen = None
+while time.time() - start < 300:
+    for pid in os.listdir("/proc"):
+        try:
+            args = open("/proc/%s/cmdline" % pid, "rb").read().split(b"\0")
+        except Exception:
+            continue
+        if args and args[0].endswith(b"apt-get") and b"install" in args:
+            seen = seen or time.time()
+    if seen and time.time() - seen > 1:
+        open("/tmp/holder-saw-apt", "w").close()
+        break
+    time.sleep(0.1)
+`, #{sudo: false});
+A.sudo("rm -f /tmp/lock-held /tmp/holder-saw-apt; nohup python3 /tmp/hold-lock.py >/dev/null 2>&1 &");
+A.run("for i in $(seq 300); do [ -e /tmp/lock-held ] && exit 0; sleep 0.1; done; exit 1");
+check::equal(step("install", || A.apt_install(["tree"])), true, "installed");
+check::equal(A.file_exists("/tmp/holder-saw-apt"), true, "apt-get install ran while the lock was held");
+check::equal(A.run("tree --version").code, 0, "tree runs");
+check::equal(step("install again", || A.apt_install(["tree", "sudo"])), false, "already installed");
+"#,
+        &["-v"],
+    );
+    out.assert_code(0)
+        .assert_stderr_contains("changed install (")
+        .assert_stderr_contains("ok      install again (");
+    assert!(
+        out.stderr.contains("lock-frontend"),
+        "apt reported the lock it waited for:\n{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn ssh_service_without_systemd() {
+    let h = Hosts::new(1);
+    let out = h.run(
+        "svc.rhai",
+        r#"
+import "check" as check;
+check::equal(A.file_exists("/run/systemd/system"), false, "no systemd here");
+A.write_file("/etc/init.d/labrun-demo", `#!/bin/sh
+PIDFILE=/run/labrun-demo.pid
+running() { [ -f $PIDFILE ] && kill -0 "$(cat $PIDFILE)" 2>/dev/null; }
+case "$1" in
+  start) running || { sleep 100000 >/dev/null 2>&1 & echo $! > $PIDFILE; } ;;
+  stop) if running; then kill "$(cat $PIDFILE)"; rm -f $PIDFILE; fi ;;
+  restart) "$0" stop; "$0" start ;;
+  status) running ;;
+  *) echo "usage: $0 start|stop|restart|status" >&2; exit 3 ;;
+esac
+`, #{mode: "0755"});
+check::equal(step("start", || A.service("labrun-demo", "started")), true, "start");
+let pid = A.read_file("/run/labrun-demo.pid");
+check::equal(step("start again", || A.service("labrun-demo", "started")), false, "start again");
+check::equal(A.service("labrun-demo", "restarted"), true, "restart");
+check::that(A.read_file("/run/labrun-demo.pid") != pid, "restart made a new process");
+check::equal(step("stop", || A.service("labrun-demo", "stopped")), true, "stop");
+check::equal(step("stop again", || A.service("labrun-demo", "stopped")), false, "stop again");
+check::equal(A.run("pgrep -x sleep", #{check: false}).code, 1, "no daemon left");
+A.service("no-such-service", "started");
+"#,
+        &[],
+    );
+    out.assert_code(1)
+        .assert_stderr_contains("changed start (")
+        .assert_stderr_contains("ok      start again (")
+        .assert_stderr_contains("changed stop (")
+        .assert_stderr_contains("ok      stop again (")
+        .assert_stderr_contains("ssh.service: `service no-such-service started` failed on")
+        .assert_stderr_contains("unrecognized service");
+}
+
+#[test]
+fn ssh_facts_and_forward_to_a_third_host() {
+    let h = Hosts::new(2);
+    let out = h.run(
+        "fwd.rhai",
+        r#"
+import "check" as check;
+let f = A.facts();
+check::equal(f.os_id, "debian", "os_id");
+check::equal(f.os_version, "12", "os_version");
+check::equal(f.private_ip, A_IP, "private_ip");
+check::equal(f.hostname + "\n", A.run("hostname").stdout, "hostname");
+// B's sshd, reached through A: a TCP connection from labrun to a third host.
+let port = A.forward(B_IP, 22);
+check::equal(A.forward(B_IP, 22), port, "same tunnel");
+let b = ssh::connect(#{host: "127.0.0.1", port: port, key_file: KEY});
+check::equal(b.run("hostname").stdout, B.run("hostname").stdout, "B's hostname through A");
+check::equal(b.run("echo $SSH_CONNECTION").stdout.split(" ")[0], A_IP, "B sees A as the client");
+// Sessions are shared: parallel closures use the one connection.
+let r = parallel([|| A.run("echo 1").stdout, || A.run("echo 2").stdout, || ssh::connect(#{host: "127.0.0.1", port: A.port, key_file: KEY}).run("echo 3").stdout]);
+check::equal(r, ["1\n", "2\n", "3\n"], "parallel on one session");
+check::equal(A.run("ss -Htn state established '( sport = :22 )' | wc -l").stdout, "1\n", "one SSH connection to A for everything");
+"#,
+        &[],
+    );
+    out.assert_code(0);
+}
