@@ -64,8 +64,16 @@ fn lab_key(ctx: &LabContext) -> RhaiResult<PathBuf> {
 
 fn instance_target(ctx: &LabContext, i: &Instance) -> RhaiResult<Target> {
     if i.public_ip.is_empty() || i.ssh_port == 0 {
+        // The AWS provider reports SSH port 0 for an EC2 emulator's
+        // instances: they are API records with no machine behind them.
+        let why = if i.ssh_port == 0 && !i.public_ip.is_empty() {
+            "; it is a record of an EC2 API emulator (--endpoint-url), which runs no machine \
+             and no sshd, so the playbook stops here"
+        } else {
+            ""
+        };
         return Err(script_error(format!(
-            "ssh::connect: instance '{}' ({}) has no reachable address (state {})",
+            "ssh::connect: instance '{}' ({}) has no reachable address (state {}){why}",
             i.name, i.id, i.state
         )));
     }
