@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup.sh
 ensure_rust
-ensure_ssh_client
+ensure_docker
 N=${N:-300}
 ROUNDS=${ROUNDS:-2}
 IMAGE=${IMAGE:-labrun-base/debian-12:latest}

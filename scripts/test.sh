@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup.sh
 ensure_rust
-ensure_ssh_client
+ensure_docker
 ensure_moto
 
 cargo fmt --check

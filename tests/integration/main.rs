@@ -2,5 +2,6 @@
 
 mod aws;
 mod harness;
+mod local;
 mod runtime;
 mod ssh;
