@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Per-command overhead of `s.run("true")` over one SSH connection, against
-# OpenSSH's own client multiplexed through a ControlMaster, on the same
+# OpenSSH's own client multiplexed through a ControlMaster, on the same local
 # instance in the same run. Prints the median (and p90) of N calls each, in
 # alternating rounds so both see the same machine load.
 #
@@ -10,34 +10,36 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup.sh
 ensure_rust
-ensure_ssh_client
+ensure_docker
 N=${N:-300}
 ROUNDS=${ROUNDS:-2}
-IMAGE=${IMAGE:-labrun-base/debian-12:latest}
 
 cargo build --release --quiet
 BIN=$PWD/target/release/labrun
 work=$(mktemp -d)
-container=
+export LABRUN_STATE_DIR="$work/state"
+LAB=bench-ssh
 cleanup() {
     [ -S "$work/cm" ] && ssh -o ControlPath="$work/cm" -O exit x 2>/dev/null || true
-    [ -n "$container" ] && docker rm -f "$container" >/dev/null 2>&1 || true
+    "$BIN" destroy --lab "$LAB" >/dev/null 2>&1 || true
     rm -rf "$work"
 }
 trap cleanup EXIT
 
-docker image inspect "$IMAGE" >/dev/null 2>&1 || {
-    echo "bench-ssh: image $IMAGE is missing" >&2
-    exit 1
-}
-ssh-keygen -q -t ed25519 -N '' -f "$work/key"
-container=$(docker run -d --init --label labrun.bench=ssh -p 127.0.0.1::22 \
-    -e LABRUN_AUTHORIZED_KEYS="$(cat "$work/key.pub")" "$IMAGE")
-port=$(docker port "$container" 22/tcp | head -n 1 | sed 's/.*://')
+# One instance that lets this machine in on port 22.
+cat >"$work/launch.rhai" <<'EOF'
+let g = sg::ensure(#{ name: "bench-ssh", description: "ssh benchmark" });
+g.allow(#{ port: 22, from: operator_cidr() });
+let x = ec2::launch(#{ name: "bench", security_groups: [g] });
+ssh::connect(x);
+print(`instance ${x.public_ip} ${x.ssh_port} ${x.user}`);
+EOF
+read -r host port user < <("$BIN" "$work/launch.rhai" --lab "$LAB" --output plain 2>&1 |
+    sed -n 's/^instance //p')
+key="$LABRUN_STATE_DIR/labs/$LAB/id_ed25519"
 
-SSH=(ssh -i "$work/key" -p "$port" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
-     -o LogLevel=ERROR -o ControlPath="$work/cm" ubuntu@127.0.0.1)
-for _ in $(seq 100); do "${SSH[@]}" -o ControlMaster=no true 2>/dev/null && break; sleep 0.1; done
+SSH=(ssh -i "$key" -p "$port" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
+     -o LogLevel=ERROR -o ControlPath="$work/cm" "$user@$host")
 "${SSH[@]}" -o ControlMaster=yes -o ControlPersist=600 -fN
 "${SSH[@]}" true    # warm
 
@@ -55,7 +57,7 @@ openssh_round() {
 }
 
 cat >"$work/bench.rhai" <<EOF
-let s = ssh::connect(#{host: "127.0.0.1", port: $port, key_file: "$work/key"});
+let s = ssh::connect(ec2::find("bench"));
 s.run("true");
 let times = [];
 for i in 0..$N {
@@ -66,8 +68,7 @@ for i in 0..$N {
 for t in times { print(\`ms \${t}\`); }
 EOF
 labrun_round() {
-    LABRUN_STATE_DIR="$work/state" "$BIN" "$work/bench.rhai" --lab bench --output plain 2>&1 \
-        | sed -n 's/^ms //p' >>"$work/labrun.ms"
+    "$BIN" "$work/bench.rhai" --lab "$LAB" --output plain 2>&1 | sed -n 's/^ms //p' >>"$work/labrun.ms"
 }
 
 for r in $(seq "$ROUNDS"); do
@@ -76,6 +77,6 @@ for r in $(seq "$ROUNDS"); do
     labrun_round
 done
 echo
-echo "per-command overhead of \`true\` on one connection (same instance, same run)"
-printf '  %-44s %s\n' "labrun s.run(\"true\") (russh, one session)" "$(stats "$work/labrun.ms")"
-printf '  %-44s %s\n' "OpenSSH $(ssh -V 2>&1 | cut -d, -f1) ControlMaster" "$(stats "$work/openssh.ms")"
+echo "per-command overhead of \`true\` on one connection ($user@$host:$port, same run)"
+printf '  %-56s %s\n' "labrun s.run(\"true\") (russh, pooled session)" "$(stats "$work/labrun.ms")"
+printf '  %-56s %s\n' "$(ssh -V 2>&1 | cut -d, -f1) ControlMaster client" "$(stats "$work/openssh.ms")"

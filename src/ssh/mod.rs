@@ -47,6 +47,16 @@ impl Target {
     pub fn address(&self) -> String {
         format!("{}@{}:{}", self.user, self.host, self.port)
     }
+
+    /// `name (host:port)`, or `host:port` when there is no other name.
+    pub fn describe(&self) -> String {
+        let at = format!("{}:{}", self.host, self.port);
+        if self.label.is_empty() || self.label == at {
+            at
+        } else {
+            format!("{} ({at})", self.label)
+        }
+    }
 }
 
 impl std::fmt::Debug for Target {
@@ -76,13 +86,14 @@ pub enum SshError {
         last: String,
     },
     #[error(
-        "host key of {label} ({host}) has changed: the lab pinned {pinned}, the host now presents {seen}. \
-         If the host was rebuilt on purpose, remove its entry from host_keys in {ledger}; \
+        "host key of {host} has changed: the lab pinned {pinned}, the host now presents {seen}. \
+         If the host was rebuilt on purpose, remove \"{pin_id}\" from host_keys in {ledger}; \
          otherwise someone may be intercepting the connection"
     )]
     HostKeyChanged {
-        label: String,
+        /// `name (host:port)`, or `host:port`.
         host: String,
+        pin_id: String,
         pinned: String,
         seen: String,
         ledger: String,

@@ -20,9 +20,9 @@ impl Pool {
         Self::default()
     }
 
-    /// The session for `target`: the open one if there is one, else a new
-    /// connection (callers asking for the same host at the same time wait
-    /// for that one connection).
+    /// The session for `target`: the open one if there is one (its host key
+    /// checked against `target`'s pin too), else a new connection (callers
+    /// asking for the same host at the same time wait for that one).
     pub async fn session(
         &self,
         target: &Target,
@@ -38,6 +38,7 @@ impl Pool {
             .clone();
         let mut current = slot.lock().await;
         if let Some(s) = current.as_ref().filter(|s| !s.is_closed()) {
+            s.check_pin(target, keys)?;
             return Ok(s.clone());
         }
         let session = Session::connect(target, keys, options).await?;

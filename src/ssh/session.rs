@@ -124,6 +124,7 @@ pub(crate) struct Inner {
     pub(crate) handle: Arc<Handle<Client>>,
     pub(crate) target: Target,
     pub(crate) fingerprint: String,
+    pub(crate) host_key: PublicKey,
     /// Local port tunnels by (host, port): local port and accept loop.
     pub(crate) forwards: Mutex<HashMap<(String, u16), (u16, tokio::task::AbortHandle)>>,
 }
@@ -221,13 +222,7 @@ impl Session {
                 Ok(handle) => break (handle, seen),
                 Err(Attempt::HostKeyChanged) => {
                     let seen = seen.lock().expect("seen key lock").clone();
-                    return Err(SshError::HostKeyChanged {
-                        label: target.label.clone(),
-                        host: format!("{}:{}", target.host, target.port),
-                        pinned: pinned.as_ref().map(fingerprint).unwrap_or_default(),
-                        seen: seen.as_ref().map(fingerprint).unwrap_or_default(),
-                        ledger: keys.location(),
-                    });
+                    return Err(key_changed(target, keys, pinned.as_ref(), seen.as_ref()));
                 }
                 Err(Attempt::Fatal(message)) => {
                     return Err(SshError::Connection {
@@ -271,21 +266,59 @@ impl Session {
                     message: "the server presented no host key".into(),
                 })?;
         authenticate(&mut handle, target, key).await?;
-        if pinned.is_none() {
-            let line = PublicKey::new(server_key.key_data().clone(), "")
-                .to_openssh()
-                .map_err(|e| SshError::Invalid(format!("host key: {e}")))?;
-            keys.pin(&target.pin_id, &line)
-                .map_err(|e| SshError::Invalid(format!("cannot pin the host key: {e}")))?;
-        }
-        Ok(Session {
+        let session = Session {
             inner: Arc::new(Inner {
                 handle: Arc::new(handle),
                 target: target.clone(),
                 fingerprint: fingerprint(&server_key),
+                host_key: server_key,
                 forwards: Mutex::new(HashMap::new()),
             }),
-        })
+        };
+        if pinned.is_none() {
+            session.check_pin(target, keys)?;
+        }
+        Ok(session)
+    }
+
+    /// Checks this session's host key against the pin `target` is known by
+    /// (an open session reached under another name: an instance and its
+    /// `host:port`), pinning it there if there is none yet.
+    pub fn check_pin(&self, target: &Target, keys: &dyn HostKeys) -> SshResult<()> {
+        let key = &self.inner.host_key;
+        match keys.pinned(&target.pin_id) {
+            Some(line) => match PublicKey::from_openssh(&line) {
+                Ok(p) if p.key_data() == key.key_data() => Ok(()),
+                Ok(p) => Err(key_changed(target, keys, Some(&p), Some(key))),
+                Err(e) => Err(SshError::Invalid(format!(
+                    "the pinned host key of {} in {} is unreadable ({e}); remove it to pin again",
+                    target.pin_id,
+                    keys.location()
+                ))),
+            },
+            None => {
+                let line = PublicKey::new(key.key_data().clone(), "")
+                    .to_openssh()
+                    .map_err(|e| SshError::Invalid(format!("host key: {e}")))?;
+                keys.pin(&target.pin_id, &line)
+                    .map_err(|e| SshError::Invalid(format!("cannot pin the host key: {e}")))
+            }
+        }
+    }
+}
+
+fn key_changed(
+    target: &Target,
+    keys: &dyn HostKeys,
+    pinned: Option<&PublicKey>,
+    seen: Option<&PublicKey>,
+) -> SshError {
+    SshError::HostKeyChanged {
+        host: target.describe(),
+        pin_id: target.pin_id.clone(),
+        pinned: pinned.map(fingerprint).unwrap_or_default(),
+        seen: seen.map(fingerprint).unwrap_or_default(),
+        ledger: keys.location(),
     }
 }
 
