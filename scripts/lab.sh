@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup.sh
 ensure_rust
+ensure_docker
 cargo build --release
 playbook=playbooks/mysql_client_server.rhai
 [ -f "$playbook" ] || playbook=playbooks/tour.rhai

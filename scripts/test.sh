@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 ensure_rust
 ensure_test_mariadb
 ensure_ssh_client
+ensure_docker
 ensure_moto
 
 cargo fmt --check

@@ -18,7 +18,9 @@ pub struct Cli {
 }
 
 /// Subcommand names, for the `labrun PLAYBOOK` shorthand.
-pub const SUBCOMMANDS: &[&str] = &["run", "validate", "docs", "status", "destroy", "help"];
+pub const SUBCOMMANDS: &[&str] = &[
+    "run", "validate", "docs", "status", "destroy", "images", "help",
+];
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -31,21 +33,37 @@ pub enum Command {
     },
     /// Print the playbook API reference (Markdown), generated from the engine
     Docs,
-    /// List labs with their provider and recorded resources
+    /// List labs with their instances (IPs, state, age), network and
+    /// security groups
     Status {
         /// Show only this lab
         #[arg(long)]
         lab: Option<String>,
     },
-    /// Remove everything a lab created, found through its ledger and its tags
+    /// Remove everything a lab created (instances, network, security groups,
+    /// key pair), found through its ledger and its labels/tags; keeps its key
+    /// and secrets so a re-run reuses them
     Destroy(DestroyArgs),
+    /// List the local provider's base images; build them with --build
+    Images {
+        /// Build this image now if it is not built yet (repeatable)
+        #[arg(long = "build", value_name = "NAME")]
+        build: Vec<String>,
+        /// With --build: build again even if it is cached
+        #[arg(long, requires = "build")]
+        rebuild: bool,
+    },
 }
 
 #[derive(Debug, Args)]
 pub struct DestroyArgs {
-    /// The lab to remove
+    /// The lab to remove [default: the only lab there is]
     #[arg(long, env = "LABRUN_LAB")]
-    pub lab: String,
+    pub lab: Option<String>,
+
+    /// Remove every lab
+    #[arg(long, conflicts_with = "lab")]
+    pub all: bool,
 
     #[command(flatten)]
     pub aws: AwsArgs,

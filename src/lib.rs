@@ -51,7 +51,8 @@ pub fn run() -> i32 {
         Command::Run(args) => commands::run::run(&runtime, args),
         Command::Validate { playbook } => commands::validate::validate(&runtime, &playbook),
         Command::Docs => commands::docs::docs(&runtime),
-        Command::Status { lab } => commands::status::status(lab.as_deref()),
+        Command::Status { lab } => commands::status::status(&runtime, lab.as_deref()),
         Command::Destroy(args) => commands::destroy::destroy(&runtime, args),
+        Command::Images { build, rebuild } => commands::images::images(&runtime, &build, rebuild),
     }
 }

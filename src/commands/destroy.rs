@@ -1,6 +1,9 @@
-//! `labrun destroy --lab NAME`: remove everything the lab created, at the
-//! provider its ledger names, found through the ledger and through tags.
+//! `labrun destroy [--lab NAME | --all]`: remove everything a lab created,
+//! at the provider its ledger names, found through the ledger and through
+//! labels/tags (no playbook needed). The lab's key and secrets stay, so
+//! running the playbook again reuses them.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::cli::DestroyArgs;
@@ -13,64 +16,108 @@ use crate::report::{OutputMode, Reporter};
 
 pub fn destroy(runtime: &tokio::runtime::Runtime, args: DestroyArgs) -> i32 {
     let reporter = Arc::new(Reporter::new(OutputMode::detect(), false, Redactor::new()));
-    match execute(runtime, &args, &reporter) {
-        Ok(code) => code,
-        Err(e) => {
-            reporter.error(&format!("error: {e}"));
-            exit::FAILED
+    let root = ledger::state_root();
+    let labs = match targets(&root, &args) {
+        Ok(labs) => labs,
+        Err(message) => {
+            reporter.error(&format!("error: {message}"));
+            return exit::USAGE;
         }
+    };
+    let mut code = exit::OK;
+    for lab in &labs {
+        let result = match execute(runtime, &root, lab, &args, &reporter) {
+            Ok(code) => code,
+            Err(e) => {
+                reporter.error(&format!("error: {e}"));
+                exit::FAILED
+            }
+        };
+        code = code.max(result);
+    }
+    code
+}
+
+/// The labs to destroy: `--lab`, every lab with `--all`, else the only one.
+fn targets(root: &Path, args: &DestroyArgs) -> Result<Vec<String>, String> {
+    let labs = ledger::list_labs(root);
+    if args.all {
+        return Ok(labs);
+    }
+    if let Some(lab) = &args.lab {
+        ledger::validate_lab_name(lab).map_err(|e| e.to_string())?;
+        return Ok(vec![lab.clone()]);
+    }
+    match labs.as_slice() {
+        [] => Err(format!("no labs under {}", root.display())),
+        [one] => Ok(vec![one.clone()]),
+        many => Err(format!(
+            "several labs exist ({}); name one with --lab NAME, or use --all",
+            many.join(", ")
+        )),
     }
 }
 
 fn execute(
     runtime: &tokio::runtime::Runtime,
+    root: &Path,
+    lab: &str,
     args: &DestroyArgs,
     reporter: &Arc<Reporter>,
 ) -> Result<i32, String> {
-    let lab = &args.lab;
-    if let Err(e) = ledger::validate_lab_name(lab) {
-        reporter.error(&format!("error: {e}"));
-        return Ok(exit::USAGE);
+    let dir = root.join("labs").join(lab);
+    let existed = dir.exists();
+    let recorded = LedgerData::load(&dir).map_err(|e| e.to_string())?;
+    // A lab with no ledger here can still have labelled containers on the
+    // local engine (a state directory that was removed, say): look there.
+    let provider = recorded
+        .as_ref()
+        .map_or_else(|| "local".to_string(), |d| d.provider.clone());
+    let ledger = Arc::new(
+        Ledger::open(root, lab, &provider, reporter.redactor().clone())
+            .map_err(|e| e.to_string())?,
+    );
+    let public_key = if recorded.is_some() {
+        keys::ensure(&ledger, lab)
+            .map_err(|e| e.to_string())?
+            .public_line
+    } else {
+        String::new()
+    };
+    let scope = LabScope {
+        lab: lab.to_string(),
+        ledger: ledger.clone(),
+        reporter: reporter.clone(),
+        public_key,
+    };
+    let removed = runtime.block_on(async {
+        let p = providers::connect(&provider, scope, &args.aws.options()).await?;
+        p.destroy().await
+    });
+    let left = ledger.snapshot().resources;
+    drop(ledger);
+    if recorded.is_none() && !existed {
+        let _ = std::fs::remove_dir_all(&dir);
     }
-    let root = ledger::state_root();
-    let Some(data) = LedgerData::load(&root.join("labs").join(lab)).map_err(|e| e.to_string())?
-    else {
+    let removed = removed.map_err(|e| format!("destroying lab '{lab}' on {provider}: {e}"))?;
+    if recorded.is_none() && removed.is_empty() {
         reporter.error(&format!(
             "error: no lab named '{lab}' under {}; `labrun status` lists the labs",
             root.display()
         ));
         return Ok(exit::USAGE);
-    };
-    let ledger = Arc::new(
-        Ledger::open(&root, lab, &data.provider, reporter.redactor().clone())
-            .map_err(|e| e.to_string())?,
-    );
-    let key = keys::ensure(&ledger, lab).map_err(|e| e.to_string())?;
-    let scope = LabScope {
-        lab: lab.clone(),
-        ledger: ledger.clone(),
-        reporter: reporter.clone(),
-        public_key: key.public_line,
-    };
-    let removed = runtime
-        .block_on(async {
-            let provider = providers::connect(&data.provider, scope, &args.aws.options()).await?;
-            provider.destroy().await
-        })
-        .map_err(|e| format!("destroying lab '{lab}' on {}: {e}", data.provider))?;
+    }
     for line in &removed {
         reporter.log(line);
     }
-    let left = ledger.snapshot().resources;
     if left.is_empty() {
         reporter.log(&format!(
-            "lab '{lab}': {} on {}",
+            "lab '{lab}': {} on {provider}",
             match removed.len() {
                 0 => "nothing left to remove".to_string(),
                 1 => "removed 1 resource".to_string(),
                 n => format!("removed {n} resources"),
             },
-            data.provider
         ));
         Ok(exit::OK)
     } else {

@@ -2,6 +2,7 @@
 
 pub mod destroy;
 pub mod docs;
+pub mod images;
 pub mod run;
 pub mod status;
 pub mod validate;

@@ -1,7 +1,11 @@
-//! `labrun status`: what each lab has, from its ledger.
+//! `labrun status`: each lab with its instances (from the engine, for local
+//! labs), network and security groups, else its recorded resources. Takes
+//! no lock, so it works while a run is going on.
 
 use crate::error::exit;
 use crate::ledger::{self, LedgerData, now_secs};
+use crate::providers::Instance;
+use crate::providers::local::{self, docker, groups, network};
 
 /// `42s`, `5m`, `3h`, `2d`.
 pub fn age(since: u64) -> String {
@@ -14,7 +18,7 @@ pub fn age(since: u64) -> String {
     }
 }
 
-pub fn status(only: Option<&str>) -> i32 {
+pub fn status(runtime: &tokio::runtime::Runtime, only: Option<&str>) -> i32 {
     let root = ledger::state_root();
     let labs: Vec<String> = ledger::list_labs(&root)
         .into_iter()
@@ -27,6 +31,7 @@ pub fn status(only: Option<&str>) -> i32 {
         }
         return exit::OK;
     }
+    let mut engine = None;
     for lab in labs {
         let dir = root.join("labs").join(&lab);
         match LedgerData::load(&dir) {
@@ -42,15 +47,17 @@ pub fn status(only: Option<&str>) -> i32 {
                     age(d.created_at),
                     age(d.updated_at)
                 );
-                for r in &d.resources {
-                    println!(
-                        "  {:<15} {:<24} {:<22} {:?}  {}",
-                        r.kind,
-                        r.name,
-                        r.id.as_deref().unwrap_or("-"),
-                        r.state,
-                        age(r.recorded_at)
-                    );
+                if d.provider == "local" {
+                    let docker = engine.get_or_insert_with(|| runtime.block_on(docker::connect()));
+                    let live = match docker {
+                        Ok(docker) => runtime
+                            .block_on(local::lab_instances(docker, &lab))
+                            .map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    print_local(&d, live);
+                } else {
+                    print_recorded(&d);
                 }
             }
             Ok(None) => {}
@@ -58,4 +65,78 @@ pub fn status(only: Option<&str>) -> i32 {
         }
     }
     exit::OK
+}
+
+fn print_local(d: &LedgerData, live: Result<Vec<Instance>, String>) {
+    let instances = match live {
+        Ok(list) => list,
+        Err(e) => {
+            println!("  (engine not reachable: {e}; showing the ledger)");
+            print_recorded(d);
+            return;
+        }
+    };
+    if instances.is_empty() {
+        println!("  no instances");
+    } else {
+        println!(
+            "  {:<20} {:<15} {:<15} {:<16} {:<8} AGE",
+            "INSTANCE", "ID", "PRIVATE IP", "SSH", "STATE"
+        );
+        for i in &instances {
+            let ssh = if i.ssh_port > 0 {
+                format!("{}:{}", i.public_ip, i.ssh_port)
+            } else {
+                "-".into()
+            };
+            println!(
+                "  {:<20} {:<15} {:<15} {:<16} {:<8} {}",
+                i.name,
+                i.id,
+                i.private_ip,
+                ssh,
+                i.state,
+                age(i.launched_at)
+            );
+        }
+    }
+    for r in d.resources.iter().filter(|r| r.kind == network::KIND) {
+        println!(
+            "  network {} {}",
+            r.name,
+            r.data["subnet"].as_str().unwrap_or("")
+        );
+    }
+    let sgs = groups::from_ledger(d);
+    if !sgs.is_empty() {
+        let list: Vec<String> = sgs
+            .iter()
+            .map(|g| format!("{} ({}, {} rules)", g.name, g.id, g.rules.len()))
+            .collect();
+        println!("  security groups: {}", list.join(", "));
+    }
+    let pending = d
+        .resources
+        .iter()
+        .filter(|r| r.state == ledger::ResourceState::Pending)
+        .count();
+    if pending > 0 {
+        println!(
+            "  {pending} resource(s) recorded as pending (a run was interrupted): `labrun destroy --lab {}` cleans up",
+            d.lab
+        );
+    }
+}
+
+fn print_recorded(d: &LedgerData) {
+    for r in &d.resources {
+        println!(
+            "  {:<15} {:<24} {:<22} {:?}  {}",
+            r.kind,
+            r.name,
+            r.id.as_deref().unwrap_or("-"),
+            r.state,
+            age(r.recorded_at)
+        );
+    }
 }

@@ -209,6 +209,24 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
         change_rule(&c, "SecurityGroup.revoke", g, rule, false)
     });
 
+    // `sg::find` returns () for a missing group: say so, rather than
+    // "wrong arguments for allow ((), map)".
+    for verb in ["allow", "revoke"] {
+        func(
+            verb,
+            &["this: ()", "rule: Map", "bool"],
+            "An error that says the group does not exist (`sg::find` returns `()`
+            for a name the lab has no group of).",
+        )
+        .register_into_engine(engine, move |_: (), _: Map| -> RhaiResult<bool> {
+            Err(script_error(format!(
+                "SecurityGroup.{verb}: there is no such security group (got `()`, which \
+                 sg::find returns for a name this lab has no group of); create it with \
+                 sg::ensure(#{{name: \"...\"}})"
+            )))
+        });
+    }
+
     let c = ctx.clone();
     func(
         "operator_cidr",

@@ -3,6 +3,7 @@
 //! the local (Docker) and AWS implementations sit side by side behind it.
 
 pub mod aws;
+pub mod local;
 pub mod types;
 
 use std::sync::Arc;
@@ -118,6 +119,9 @@ pub async fn connect(
     options: &ProviderOptions,
 ) -> ProviderResult<Arc<dyn Provider>> {
     match kind {
+        "local" => Ok(Arc::new(
+            local::LocalProvider::connect(scope, options).await?,
+        )),
         "aws" => Ok(Arc::new(aws::AwsProvider::connect(scope, options).await?)),
         _ => Err(ProviderError::Unavailable(format!(
             "provider '{kind}' is not available in this build"

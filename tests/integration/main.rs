@@ -2,6 +2,7 @@
 
 mod aws;
 mod harness;
+mod local;
 mod mysql;
 mod runtime;
 mod ssh;

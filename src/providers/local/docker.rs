@@ -1,0 +1,119 @@
+//! Connecting to the Docker engine, and engine errors in the provider's
+//! terms. A missing or silent engine is an error that says how to install
+//! and start one.
+
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::errors::Error;
+
+use crate::providers::{ProviderError, ProviderResult};
+
+/// What to do when there is no engine.
+pub const INSTALL_HINT: &str = "Install and start Docker: on Debian/Ubuntu `sudo apt-get install docker.io` \
+     and `sudo systemctl start docker` (without systemd: `sudo dockerd &`), or run \
+     `bash scripts/setup.sh`; on macOS/Windows start Docker Desktop. \
+     DOCKER_HOST selects another engine.";
+
+const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
+
+/// Where labrun looks for the engine.
+pub fn engine_address() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| DEFAULT_HOST.to_string())
+}
+
+/// Whether the engine runs on this machine's kernel, so container PIDs are
+/// this machine's PIDs (a local unix socket).
+pub fn engine_is_local() -> bool {
+    engine_address().starts_with("unix://")
+}
+
+/// Connects to the engine and agrees on an API version (engines older than
+/// bollard's default reject its requests otherwise).
+pub async fn connect() -> ProviderResult<Docker> {
+    let address = engine_address();
+    let docker = Docker::connect_with_host(&address)
+        .map_err(|e| unavailable(&address, &explain(&e.to_string())))?;
+    match tokio::time::timeout(Duration::from_secs(20), docker.negotiate_version()).await {
+        Err(_) => Err(unavailable(
+            &address,
+            "the engine did not answer within 20 s",
+        )),
+        Ok(Err(e)) => Err(unavailable(&address, &explain(&e.to_string()))),
+        Ok(Ok(docker)) => Ok(docker),
+    }
+}
+
+fn unavailable(address: &str, why: &str) -> ProviderError {
+    ProviderError::Unavailable(format!(
+        "cannot reach the Docker engine at {address}: {why}. {INSTALL_HINT}"
+    ))
+}
+
+/// Turns a transport error into what it means for the user.
+fn explain(text: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("permission denied") {
+        format!(
+            "{text} (permission denied: run as root, or add your user to the `docker` group and log in again)"
+        )
+    } else if lower.contains("no such file") || lower.contains("socket not found") {
+        "no engine socket there (Docker is not installed or not started)".to_string()
+    } else if lower.contains("connection refused") {
+        "the socket exists but no engine answers (start dockerd)".to_string()
+    } else {
+        text.to_string()
+    }
+}
+
+/// The HTTP status of an engine error, if it has one.
+pub fn status(e: &Error) -> Option<u16> {
+    match e {
+        Error::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+pub fn is_not_found(e: &Error) -> bool {
+    status(e) == Some(404)
+}
+
+pub fn is_conflict(e: &Error) -> bool {
+    status(e) == Some(409)
+}
+
+/// An engine error as a provider error: `action: code: message`.
+pub fn api(action: impl Into<String>, e: Error) -> ProviderError {
+    match e {
+        Error::DockerResponseServerError {
+            status_code,
+            message,
+        } => ProviderError::Api {
+            action: action.into(),
+            code: status_code.to_string(),
+            message,
+        },
+        other => ProviderError::Api {
+            action: action.into(),
+            code: "engine".into(),
+            message: other.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transport_errors_say_what_to_do() {
+        assert!(explain("Socket not found: /var/run/docker.sock").contains("not installed"));
+        assert!(explain("Connection refused (os error 111)").contains("start dockerd"));
+        assert!(explain("Permission denied (os error 13)").contains("docker` group"));
+        let e = unavailable("unix:///x.sock", "no engine socket there");
+        assert!(e.to_string().contains("apt-get install docker.io"));
+    }
+}

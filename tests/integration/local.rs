@@ -1,0 +1,500 @@
+//! The local provider against the real Docker engine: instances, enforced
+//! security groups, operator SSH, idempotent relaunch, cleanup after a kill,
+//! and clear errors. The first test to launch builds the base image (about
+//! a minute and a half, once per machine); the others wait for it.
+
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::harness::{Output, Test, finish};
+
+/// A lab name no other test (or earlier run) uses.
+fn unique_lab(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("t{prefix}-{}-{}", std::process::id(), nanos % 100_000)
+}
+
+/// Removes whatever is left of a lab when a test ends, failed or not (a
+/// passing test has already checked that `labrun destroy` left nothing).
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let filter = format!("label=labrun.lab={}", self.0);
+        let (_, ids) = docker(&["ps", "-a", "-q", "--filter", &filter]);
+        for id in ids.split_whitespace() {
+            docker(&["rm", "-f", id]);
+        }
+        let (_, nets) = docker(&["network", "ls", "-q", "--filter", &filter]);
+        for id in nets.split_whitespace() {
+            docker(&["network", "rm", id]);
+        }
+    }
+}
+
+fn labrun(t: &Test, args: &[&str]) -> Output {
+    let out = t.command().args(args).output().expect("labrun runs");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
+}
+
+/// Runs the docker CLI; (success, stdout + stderr).
+fn docker(args: &[&str]) -> (bool, String) {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker CLI runs (scripts/setup.sh installs it)");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Containers and networks labelled for `lab`, as `docker` lists them.
+fn labelled(lab: &str) -> (String, String) {
+    let filter = format!("label=labrun.lab={lab}");
+    let (ok, containers) = docker(&["ps", "-a", "-q", "--filter", &filter]);
+    assert!(ok, "docker ps failed: {containers}");
+    let (ok, networks) = docker(&["network", "ls", "-q", "--filter", &filter]);
+    assert!(ok, "docker network ls failed: {networks}");
+    (containers.trim().to_string(), networks.trim().to_string())
+}
+
+fn destroy_and_check(t: &Test, lab: &str) -> Output {
+    let out = labrun(t, &["destroy", "--lab", lab]);
+    out.assert_code(0);
+    assert_eq!(
+        labelled(lab),
+        (String::new(), String::new()),
+        "destroy left labelled containers or networks:\n{}",
+        out.stderr
+    );
+    out
+}
+
+fn container(lab: &str, name: &str) -> String {
+    format!("labrun-{lab}.{name}")
+}
+
+/// Whether `from` (a container) can open a TCP connection to ip:port.
+fn reachable_from(from: &str, ip: &str, port: u16) -> bool {
+    docker(&["exec", from, "nc", "-z", "-w", "3", ip, &port.to_string()]).0
+}
+
+fn reachable_from_host(ip: &str, port: u16) -> bool {
+    let addr: SocketAddr = format!("{ip}:{port}").parse().unwrap();
+    TcpStream::connect_timeout(&addr, Duration::from_secs(3)).is_ok()
+}
+
+/// Starts `nc -lk PORT` listeners in a container.
+fn listen(container: &str, ports: &[u16]) {
+    for p in ports {
+        let (ok, out) = docker(&[
+            "exec",
+            "-d",
+            container,
+            "sh",
+            "-c",
+            &format!("nc -lk {p} >/dev/null"),
+        ]);
+        assert!(ok, "listener on {container}:{p}: {out}");
+    }
+    // Wait until they listen (seen from inside, where nothing filters).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for p in ports {
+        while !docker(&[
+            "exec",
+            container,
+            "nc",
+            "-z",
+            "-w",
+            "1",
+            "127.0.0.1",
+            &p.to_string(),
+        ])
+        .0
+        {
+            assert!(
+                Instant::now() < deadline,
+                "listener {container}:{p} never came up"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// The system ssh client with the lab's key.
+fn ssh(t: &Test, lab: &str, port: u16, command: &str, connect_timeout: u32) -> (bool, String) {
+    let key = t.lab_dir(lab).join("id_ed25519");
+    let out = Command::new("ssh")
+        .arg("-i")
+        .arg(&key)
+        .args(["-p", &port.to_string()])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            &format!("ConnectTimeout={connect_timeout}"),
+            "ubuntu@127.0.0.1",
+            command,
+        ])
+        .output()
+        .expect("the ssh client runs");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Retries until sshd is up (it starts about a second after the container).
+fn ssh_when_up(t: &Test, lab: &str, port: u16, command: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (ok, out) = ssh(t, lab, port, command, 5);
+        if ok {
+            return out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ssh -p {port} never worked: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Seen {
+    id: String,
+    ip: String,
+    port: u16,
+}
+
+/// Reads the playbook's `inst NAME ID IP PORT STATE USER` lines.
+fn seen(out: &Output, name: &str) -> Seen {
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with(&format!("inst {name} ")))
+        .unwrap_or_else(|| panic!("no line for {name}:\n{}", out.stderr));
+    let f: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(f[5], "running", "{line}");
+    assert_eq!(f[6], "ubuntu", "{line}");
+    Seen {
+        id: f[2].to_string(),
+        ip: f[3].to_string(),
+        port: f[4].parse().unwrap(),
+    }
+}
+
+const LAB: &str = r#"
+let p = params(#{ revoke: false });
+let web = sg::ensure(#{ name: "web", description: "A: mysql from B only" });
+let client = sg::ensure(#{ name: "client" });
+let xs = ec2::launch([
+    #{ name: "a", security_groups: [web] },
+    #{ name: "b", security_groups: [client], instance_type: "t2.nano" },
+    #{ name: "c" },
+]);
+if p.revoke {
+    web.revoke(#{ port: 3306, from: xs[1] });
+} else {
+    web.allow(#{ port: 3306, from: xs[1] });
+}
+web.allow(#{ port: 22, from: operator_cidr() });
+web.allow(#{ port: 8080, from: client });
+for x in xs {
+    print(`inst ${x.name} ${x.id} ${x.private_ip} ${x.ssh_port} ${x.state} ${x.user}`);
+}
+print(`rules ${web.rules.len()} found ${ec2::find("b").id} of ${ec2::instances().len()}`);
+"#;
+
+#[test]
+fn security_groups_are_enforced_and_relaunch_is_idempotent() {
+    let lab = unique_lab("sg");
+    let _cleanup = Cleanup(lab.clone());
+    let t = Test::new().file("lab.rhai", LAB);
+    let first = labrun(&t, &["lab.rhai", "--lab", &lab]);
+    first.assert_code(0);
+    let (a, b, c) = (seen(&first, "a"), seen(&first, "b"), seen(&first, "c"));
+    assert!(a.id.starts_with("i-") && a.id.len() == 14, "{a:?}");
+    assert!(
+        first
+            .stderr
+            .contains(&format!("rules 3 found {} of 3", b.id))
+    );
+    let (ca, cb, cc) = (
+        container(&lab, "a"),
+        container(&lab, "b"),
+        container(&lab, "c"),
+    );
+    // t2.nano: 512 MiB.
+    let (_, memory) = docker(&["inspect", "-f", "{{.HostConfig.Memory}}", &cb]);
+    assert_eq!(memory.trim(), "536870912");
+
+    // 3306 from B only (by instance), 8080 from group "client" (B).
+    listen(&ca, &[3306, 8080]);
+    assert!(reachable_from(&cb, &a.ip, 3306), "B must reach A:3306");
+    assert!(!reachable_from(&cc, &a.ip, 3306), "C must not reach A:3306");
+    assert!(
+        !reachable_from_host(&a.ip, 3306),
+        "the host must not reach A:3306"
+    );
+    assert!(
+        reachable_from(&cb, &a.ip, 8080),
+        "B (group client) must reach A:8080"
+    );
+    assert!(!reachable_from(&cc, &a.ip, 8080), "C must not reach A:8080");
+    // Egress is open, ingress to C (no groups) is closed.
+    listen(&cc, &[9000]);
+    assert!(
+        !reachable_from(&ca, &c.ip, 9000),
+        "C has no group: nothing gets in"
+    );
+
+    // SSH from the operator, with the lab key, through A's group.
+    let who = ssh_when_up(&t, &lab, a.port, "sudo id -u; echo $SSH_CONNECTION");
+    assert!(who.starts_with("0\n"), "{who}");
+    // C's group does not allow the operator: the banner never comes.
+    let (ok, out) = ssh(&t, &lab, c.port, "true", 4);
+    assert!(!ok, "ssh to C must be blocked: {out}");
+    // Root inside cannot change the network (no CAP_NET_ADMIN).
+    let (ok, _) = docker(&["exec", &ca, "ip", "link", "add", "x0", "type", "dummy"]);
+    assert!(!ok, "root in an instance must not manage its network");
+
+    // A restart loses the nft table; the next run puts it back, and the
+    // relaunch returns the same instances. This run revokes 3306.
+    let (ok, out) = docker(&["restart", "-t", "1", &ca]);
+    assert!(ok, "{out}");
+    let second = labrun(&t, &["lab.rhai", "--lab", &lab, "--set", "revoke=true"]);
+    second.assert_code(0);
+    let (a2, b2, c2) = (seen(&second, "a"), seen(&second, "b"), seen(&second, "c"));
+    assert_eq!((&a2.id, &b2.id, &c2.id), (&a.id, &b.id, &c.id));
+    assert_eq!((&a2.ip, &b2.ip, &c2.ip), (&a.ip, &b.ip, &c.ip));
+    assert!(second.stderr.contains("rules 2 "), "{}", second.stderr);
+    listen(&ca, &[3306, 8080]);
+    assert!(
+        !reachable_from(&cb, &a.ip, 3306),
+        "revoked: B must not reach A:3306"
+    );
+    assert!(reachable_from(&cb, &a.ip, 8080), "re-applied after restart");
+    assert!(
+        !reachable_from(&cc, &a.ip, 8080),
+        "re-applied after restart"
+    );
+    // The restart moved A's SSH port; the run reports (and records) the new one.
+    let ledger = std::fs::read_to_string(t.lab_dir(&lab).join("ledger.json")).unwrap();
+    assert!(ledger.contains(&format!("\"ssh_port\": {}", a2.port)));
+    ssh_when_up(&t, &lab, a2.port, "true");
+
+    let status = labrun(&t, &["status", "--lab", &lab]);
+    status.assert_code(0).assert_stdout_contains(&a.id);
+    assert!(status.stdout.contains(&a.ip) && status.stdout.contains("running"));
+
+    let out = destroy_and_check(&t, &lab);
+    out.assert_stderr_contains("removed instance a")
+        .assert_stderr_contains("removed network labrun-")
+        .assert_stderr_contains("removed security group web");
+    // Idempotent; the key and secrets stay for a re-run.
+    labrun(&t, &["destroy", "--lab", &lab])
+        .assert_code(0)
+        .assert_stderr_contains("nothing left to remove on local");
+    assert!(t.lab_dir(&lab).join("id_ed25519").exists());
+}
+
+#[test]
+fn a_killed_launch_is_destroyed_completely() {
+    let lab = unique_lab("kill");
+    let _cleanup = Cleanup(lab.clone());
+    let t = Test::new().file(
+        "lab.rhai",
+        r#"
+        let g = sg::ensure(#{ name: "g" });
+        ec2::launch([#{ name: "k1", security_groups: [g] }, #{ name: "k2" }, #{ name: "k3" }]);
+        sleep(60);
+        "#,
+    );
+    let mut child = t
+        .command()
+        .args(["lab.rhai", "--lab", &lab])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill as soon as the first container exists (after an image build, if
+    // this test is the first to need the image).
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while labelled(&lab).0.is_empty() {
+        assert!(Instant::now() < deadline, "no container was ever created");
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("labrun ended before launching: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    let killed = finish(child);
+    assert_eq!(killed.code, -1, "killed by a signal:\n{}", killed.all());
+    let out = destroy_and_check(&t, &lab);
+    out.assert_stderr_contains("removed");
+}
+
+#[test]
+fn destroy_finds_what_the_ledger_missed() {
+    let lab = unique_lab("lost");
+    let _cleanup = Cleanup(lab.clone());
+    let t = Test::new().file("lab.rhai", r#"ec2::launch(#{ name: "x" });"#);
+    labrun(&t, &["lab.rhai", "--lab", &lab]).assert_code(0);
+    // Forget everything the ledger knew.
+    let path = t.lab_dir(&lab).join("ledger.json");
+    let mut ledger: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    ledger["resources"] = serde_json::json!([]);
+    std::fs::write(&path, ledger.to_string()).unwrap();
+    let (containers, networks) = labelled(&lab);
+    assert!(!containers.is_empty() && !networks.is_empty());
+    destroy_and_check(&t, &lab)
+        .assert_stderr_contains("removed instance x")
+        .assert_stderr_contains("removed network");
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let lab = unique_lab("bad");
+    let _cleanup = Cleanup(lab.clone());
+    let cases = [
+        (
+            r#"ec2::launch(#{ name: "x", image: "centos-7" });"#,
+            "unknown image 'centos-7'; available images: debian-12, ubuntu-22.04",
+        ),
+        (
+            r#"ec2::launch(#{ name: "x", instance_type: "m9.huge" });"#,
+            "unknown instance_type 'm9.huge'; known types: t2.nano, t2.micro",
+        ),
+        (
+            r#"sg::ensure(#{ name: "g" }).allow(#{ port: 22, from: "10.0.0/8" });"#,
+            "'10.0.0/8' is not an IPv4 CIDR",
+        ),
+        (
+            r#"sg::ensure(#{ name: "g" }).allow(#{ port: 70000, from: "10.0.0.0/8" });"#,
+            "port 70000 is out of range (1-65535)",
+        ),
+        (
+            r#"sg::find("missing").allow(#{ port: 22, from: "10.0.0.0/8" });"#,
+            "SecurityGroup.allow: there is no such security group",
+        ),
+        (
+            r#"ec2::launch(#{ name: "x", security_groups: ["missing"] });"#,
+            "no security group 'missing' in this lab",
+        ),
+    ];
+    let t = Test::new();
+    for (n, (playbook, message)) in cases.iter().enumerate() {
+        let file = format!("bad{n}.rhai");
+        std::fs::write(t.dir().join(&file), playbook).unwrap();
+        let out = labrun(&t, &[&file, "--lab", &lab]);
+        assert_eq!(out.code, 1, "{playbook}: {}", out.all());
+        out.assert_stderr_contains(message);
+    }
+    assert_eq!(labelled(&lab).0, "", "bad input must launch nothing");
+    destroy_and_check(&t, &lab);
+}
+
+#[test]
+fn images_are_listed_and_built_on_request() {
+    let t = Test::new();
+    let out = labrun(&t, &["images", "--build", "debian-12"]);
+    out.assert_code(0);
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("debian-12 "))
+        .unwrap_or_else(|| panic!("no debian-12 line:\n{}", out.all()));
+    assert!(
+        line.contains(" yes ") && line.contains("labrun/debian-12:r"),
+        "{line}"
+    );
+    assert!(out.stdout.contains("ubuntu-22.04"));
+    labrun(&t, &["images", "--build", "nope"])
+        .assert_code(2)
+        .assert_stderr_contains("unknown image 'nope'");
+}
+
+#[test]
+fn a_missing_engine_says_how_to_install_it() {
+    let lab = unique_lab("noengine");
+    let _cleanup = Cleanup(lab.clone());
+    let t = Test::new()
+        .file("lab.rhai", r#"ec2::launch(#{ name: "x" });"#)
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
+    let out = labrun(&t, &["lab.rhai", "--lab", &lab]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    out.assert_stderr_contains("cannot reach the Docker engine at unix:///nonexistent/docker.sock")
+        .assert_stderr_contains("apt-get install docker.io");
+}
+
+#[test]
+fn the_helper_container_firewall_enforces_the_same_rules() {
+    // What runs where nsenter cannot (Docker Desktop, non-root users).
+    let lab = unique_lab("fwc");
+    let _cleanup = Cleanup(lab.clone());
+    let t = Test::new()
+        .file(
+            "lab.rhai",
+            r#"
+            let web = sg::ensure(#{ name: "web" });
+            let xs = ec2::launch([#{ name: "a", security_groups: [web] }, #{ name: "b" }]);
+            web.allow(#{ port: 3306, from: xs[1] });
+            for x in xs {
+                print(`inst ${x.name} ${x.id} ${x.private_ip} ${x.ssh_port} ${x.state} ${x.user}`);
+            }
+            "#,
+        )
+        .env("LABRUN_FIREWALL", "container");
+    let out = labrun(&t, &["lab.rhai", "--lab", &lab]);
+    out.assert_code(0);
+    let a = seen(&out, "a");
+    let (ca, cb) = (container(&lab, "a"), container(&lab, "b"));
+    listen(&ca, &[3306, 8080]);
+    assert!(reachable_from(&cb, &a.ip, 3306), "B must reach A:3306");
+    assert!(!reachable_from(&cb, &a.ip, 8080), "no rule for 8080");
+    assert!(
+        !reachable_from_host(&a.ip, 3306),
+        "the host must not reach A:3306"
+    );
+    let filter = format!("label=labrun.lab={lab}");
+    let (_, helpers) = docker(&[
+        "ps",
+        "-a",
+        "-q",
+        "--filter",
+        &filter,
+        "--filter",
+        "label=labrun.role=firewall",
+    ]);
+    assert_eq!(
+        helpers.trim(),
+        "",
+        "helper containers are removed after use"
+    );
+    destroy_and_check(&t, &lab);
+}
