@@ -357,6 +357,27 @@ step("user", || print(`R user=${mysqld::create_user(s, #{ user: "remote_user", p
 step("install client", || print(`R client=${client::install(c)}`));
 step("install client on the outsider", || client::install(o));
 
+// Grants made exact and passwords changed only when they differ; this
+// step changes something on every run by design (A -> B -> A).
+step("grants", || {
+    root_sql.call("CREATE TABLE IF NOT EXISTS shop.t (id INT PRIMARY KEY, price DECIMAL(8,2), note VARCHAR(20), day DATE);");
+    let u = #{ user: "report_user", password: pw, host: cli.private_ip,
+               grants: ["SELECT ON shop.*", "ALL ON other.*", "select, insert on shop.t"], grant_option: true };
+    print(`G a1=${mysqld::create_user(s, u)}`);
+    print(`G a2=${mysqld::create_user(s, u)}`);
+    u.grants = ["SELECT, INSERT ON shop.*"];
+    u.grant_option = false;
+    print(`G b1=${mysqld::create_user(s, u)}`);
+    print(`G b2=${mysqld::create_user(s, u)}`);
+    print(`G grants=${root_sql.call("SHOW GRANTS FOR 'report_user'@'" + cli.private_ip + "';").split("\n").filter(|l| !l.contains(" USAGE ON *.*"))}`);
+    u.password = root_pw;
+    print(`G p1=${mysqld::create_user(s, u)}`);
+    print(`G p2=${mysqld::create_user(s, u)}`);
+    let db = mysql::connect(#{ host: srv.private_ip, user: "report_user", password: root_pw, via: c });
+    print(`G login=${db.query("SELECT CURRENT_USER() AS u")[0].u}`);
+    db.close();
+});
+
 step("check", || {
     print(`C anonymous=${root_sql.call("SELECT COUNT(*) FROM mysql.user WHERE user = '';")}`);
     print(`C testdb=${root_sql.call("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'test';")}`);
@@ -373,7 +394,7 @@ step("check", || {
     let host = who.sub_string(who.index_of("@") + 1);
     let seen = if host == cli.private_ip { host } else { s.run(`getent hosts ${host}`).stdout.split(" ")[0] };
     print(`C via=${seen == cli.private_ip} (${who}, client ${cli.private_ip})`);
-    root_sql.call("CREATE TABLE IF NOT EXISTS shop.t (id INT PRIMARY KEY, price DECIMAL(8,2), note VARCHAR(20), day DATE); TRUNCATE shop.t;");
+    root_sql.call("TRUNCATE shop.t;");
     db.exec("INSERT INTO t VALUES (?, ?, ?, ?)", [7, 12.5, (), "2024-02-29"]);
     let r = db.query("SELECT * FROM t")[0];
     print(`C row=${r.id}|${r.price}|${type_of(r.note)}|${r.day}`);
@@ -390,7 +411,10 @@ fn report(out: &Output, key: &str) -> String {
     let prefix = format!("{key}=");
     out.stderr
         .lines()
-        .filter_map(|l| l.trim().strip_prefix("R ").or(l.trim().strip_prefix("C ")))
+        .filter_map(|l| {
+            let l = l.trim();
+            ["R ", "C ", "G "].iter().find_map(|p| l.strip_prefix(p))
+        })
         .find_map(|l| l.strip_prefix(&prefix))
         .unwrap_or_else(|| panic!("no {key}= in output:\n{}", out.stderr))
         .to_string()
@@ -449,6 +473,27 @@ fn mariadb_lab_converges_is_secured_and_refuses_the_wrong_hosts() {
         assert_eq!(report(out, "row"), "7|12.5|()|2024-02-29");
         assert!(report(out, "client-dbs").contains("\"shop\""));
         assert_eq!(report(out, "client-denied"), "1045");
+        for (k, v) in [
+            ("a1", "true"),
+            ("a2", "false"),
+            ("b1", "true"),
+            ("b2", "false"),
+        ] {
+            assert_eq!(report(out, k), v, "grants {k}:\n{}", out.stderr);
+        }
+        assert_eq!(report(out, "p1"), "true");
+        assert_eq!(report(out, "p2"), "false");
+        let cli_ip = report(out, "via");
+        let cli_ip = cli_ip
+            .rsplit("client ")
+            .next()
+            .unwrap()
+            .trim_end_matches(')');
+        assert_eq!(
+            report(out, "grants"),
+            format!("[\"GRANT SELECT, INSERT ON `shop`.* TO `report_user`@`{cli_ip}`\"]")
+        );
+        assert_eq!(report(out, "login"), format!("report_user@{cli_ip}"));
     }
     // Nothing but the checks' own table work changed the second time.
     second.assert_stderr_contains("ok      secure");
