@@ -40,6 +40,27 @@ ensure_rust() {
     rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy 2>/dev/null || true
 }
 
+# ensure_docker: Docker Engine (Debian's docker.io) running, plus what the
+# local provider uses on the host: debootstrap (base images), nft and
+# nsenter (security groups), the ssh client (tests).
+ensure_docker() {
+    ensure_apt docker.io tini debootstrap nftables util-linux tar openssh-client ca-certificates
+    docker info >/dev/null 2>&1 && return 0
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        log "starting docker (systemd)"
+        as_root systemctl start docker
+    else
+        log "starting dockerd (log: /var/log/dockerd.log)"
+        as_root sh -c 'setsid dockerd >/var/log/dockerd.log 2>&1 </dev/null &'
+    fi
+    for _ in $(seq 300); do
+        docker info >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    log "dockerd did not answer within 30 s; see /var/log/dockerd.log"
+    return 1
+}
+
 # ensure_test_mariadb: a private, throwaway MariaDB for the mysql tests, on
 # 127.0.0.1:$LABRUN_TEST_MYSQL_PORT with its own datadir and socket (never the
 # host's own server), reused when it already answers. Tests log in as
@@ -86,27 +107,6 @@ ensure_ssh_client() {
     ensure_apt openssh-client
 }
 
-# ensure_docker: Docker Engine (Debian's docker.io) running, plus what the
-# local provider uses on the host: debootstrap (base images), nft and
-# nsenter (security groups), the ssh client (tests).
-ensure_docker() {
-    ensure_apt docker.io tini debootstrap nftables util-linux tar openssh-client ca-certificates
-    docker info >/dev/null 2>&1 && return 0
-    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-        log "starting docker (systemd)"
-        as_root systemctl start docker
-    else
-        log "starting dockerd (log: /var/log/dockerd.log)"
-        as_root sh -c 'setsid dockerd >/var/log/dockerd.log 2>&1 </dev/null &'
-    fi
-    for _ in $(seq 300); do
-        docker info >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    log "dockerd did not answer within 30 s; see /var/log/dockerd.log"
-    return 1
-}
-
 # ensure_moto: moto's EC2 API emulator (`moto_server`, with boto3) in a venv,
 # for the AWS provider's tests; exports LABRUN_MOTO_SERVER, which they start.
 ensure_moto() {
@@ -123,8 +123,8 @@ ensure_moto() {
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     ensure_rust
-    ensure_ssh_client
     ensure_docker
+    ensure_ssh_client
     ensure_moto
     ensure_test_mariadb
 fi

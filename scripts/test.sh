@@ -5,9 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup.sh
 ensure_rust
+ensure_docker
 ensure_test_mariadb
 ensure_ssh_client
-ensure_docker
 ensure_moto
 
 cargo fmt --check

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rhai::{Array, Dynamic, Engine, FnNamespace, FnPtr, FuncRegistration, Map, Module};
@@ -63,8 +64,16 @@ fn lab_key(ctx: &LabContext) -> RhaiResult<PathBuf> {
 
 fn instance_target(ctx: &LabContext, i: &Instance) -> RhaiResult<Target> {
     if i.public_ip.is_empty() || i.ssh_port == 0 {
+        // The AWS provider reports SSH port 0 for an EC2 emulator's
+        // instances: they are API records with no machine behind them.
+        let why = if i.ssh_port == 0 && !i.public_ip.is_empty() {
+            "; it is a record of an EC2 API emulator (--endpoint-url), which runs no machine \
+             and no sshd, so the playbook stops here"
+        } else {
+            ""
+        };
         return Err(script_error(format!(
-            "ssh::connect: instance '{}' ({}) has no reachable address (state {})",
+            "ssh::connect: instance '{}' ({}) has no reachable address (state {}){why}",
             i.name, i.id, i.state
         )));
     }
@@ -104,7 +113,7 @@ fn map_target(ctx: &LabContext, m: &Map) -> RhaiResult<(Target, Duration)> {
                 "{f}: give `key_file` or `password`, not both"
             )));
         }
-        (Some(k), None) => Auth::KeyFile(PathBuf::from(text(f, "key_file", k)?)),
+        (Some(k), None) => Auth::KeyFile(expand_home(&text(f, "key_file", k)?)),
         (None, Some(p)) => Auth::Password(text(f, "password", p)?),
         (None, None) => Auth::KeyFile(lab_key(ctx)?),
     };
@@ -126,11 +135,26 @@ fn map_target(ctx: &LabContext, m: &Map) -> RhaiResult<(Target, Duration)> {
     ))
 }
 
+/// `~/x` → `$HOME/x`.
+fn expand_home(path: &str) -> PathBuf {
+    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(path),
+    }
+}
+
 fn connect(ctx: &LabContext, target: &Target, timeout: Duration) -> RhaiResult<Session> {
     ctx.check_cancel()?;
     let ledger = ctx.ledger()?.clone();
     let reporter = ctx.reporter.clone();
-    let on_wait = move |line: &str| reporter.output(line);
+    // Every report on the step's live line; one in the log if it takes long.
+    let logged = std::sync::atomic::AtomicBool::new(false);
+    let on_wait = move |line: &str, waited: Duration| {
+        reporter.output(line);
+        if waited >= Duration::from_secs(10) && !logged.swap(true, Ordering::SeqCst) {
+            reporter.log(line);
+        }
+    };
     let options = ConnectOptions {
         timeout,
         cancel: Some(&ctx.cancel),
@@ -612,7 +636,8 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
         "connect",
         &["target: Map", "Session"],
         "A session to any host: `#{host, port, user, key_file | password, timeout}`.
-        `port` defaults to 22, `user` to `ubuntu`, the key to the lab's key, `timeout`
+        `port` defaults to 22, `user` to `ubuntu`, `key_file` (`~/` allowed) to the
+        lab's key, `timeout`
         to 180 s. The host key is pinned under \"host:port\".",
     )
     .set_into_module(&mut m, move |o: Map| -> RhaiResult<Session> {

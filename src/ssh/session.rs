@@ -65,8 +65,9 @@ pub struct ConnectOptions<'a> {
     pub timeout: Duration,
     /// Checked between attempts (Ctrl-C).
     pub cancel: Option<&'a AtomicBool>,
-    /// Called (about once a second) with a line saying what we wait for.
-    pub on_wait: &'a (dyn Fn(&str) + Send + Sync),
+    /// Called (about once a second) with a line saying what we wait for,
+    /// and how long we have waited.
+    pub on_wait: &'a (dyn Fn(&str, Duration) + Send + Sync),
 }
 
 /// Default wait for sshd: long enough for a cloud instance to boot.
@@ -244,12 +245,16 @@ impl Session {
                         });
                     }
                     if last_report.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
-                        (options.on_wait)(&format!(
-                            "waiting for sshd at {}: {message} ({}s of {}s)",
-                            target.address(),
-                            now.duration_since(started).as_secs(),
-                            options.timeout.as_secs()
-                        ));
+                        let waited = now.duration_since(started);
+                        (options.on_wait)(
+                            &format!(
+                                "waiting for sshd at {}: {message} ({}s of {}s)",
+                                target.address(),
+                                waited.as_secs(),
+                                options.timeout.as_secs()
+                            ),
+                            waited,
+                        );
                         last_report = Some(now);
                     }
                     tokio::time::sleep(delay).await;

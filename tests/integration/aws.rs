@@ -747,3 +747,33 @@ fn aws_launch_tries_the_next_zone_when_one_cannot_run_the_type() {
     assert_eq!(instances.len(), 1);
     assert_eq!(instances[0]["SubnetId"], second);
 }
+
+#[test]
+fn the_shipped_lab_runs_on_the_emulator_as_far_as_it_can_and_says_why_it_stops() {
+    let moto = Moto::start();
+    let playbook = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/playbooks/mysql_client_server.rhai"
+    );
+    let t = on_aws(Test::new(), &moto.url).args(&[playbook, "--provider", "aws"]);
+    let out = t.run();
+    out.assert_code(1)
+        .assert_stderr_contains("changed security groups")
+        .assert_stderr_contains("changed launch mysql-server and mysql-client")
+        .assert_stderr_contains("changed allow 3306 from mysql-client only")
+        .assert_stderr_contains("FAILED  wait for SSH")
+        .assert_stderr_contains("it is a record of an EC2 API emulator (--endpoint-url)")
+        .assert_stderr_contains("in step 'wait for SSH'");
+    assert_eq!(moto.instances(REGION, "mysql_client_server").len(), 2);
+    on_aws(Test::new(), &moto.url)
+        .env("LABRUN_STATE_DIR", t.state_dir().to_str().unwrap())
+        .args(&["destroy", "--lab", "mysql_client_server"])
+        .run()
+        .assert_code(0);
+    let left: Vec<_> = moto
+        .instances(REGION, "mysql_client_server")
+        .into_iter()
+        .filter(|i| i["State"]["Name"] != "terminated")
+        .collect();
+    assert!(left.is_empty(), "{left:#?}");
+}

@@ -2,6 +2,7 @@
 
 mod aws;
 mod harness;
+mod lab;
 mod local;
 mod mysql;
 mod runtime;

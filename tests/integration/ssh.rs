@@ -14,7 +14,27 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::harness::{Output, Test};
 
-const IMAGE: &str = "labrun-base/debian-12:latest";
+/// The local provider's own `debian-12` image, built on first use by
+/// `labrun images --build` (as a fresh machine needs), then cached.
+fn image() -> &'static str {
+    static IMAGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let out = Command::new(env!("CARGO_BIN_EXE_labrun"))
+            .args(["images", "--build", "debian-12"])
+            .output()
+            .expect("labrun images runs");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "labrun images --build debian-12 failed:\n{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text.split_whitespace()
+            .find(|w| w.starts_with("labrun/debian-12:"))
+            .map(|w| w.trim_end_matches(',').to_string())
+            .unwrap_or_else(|| panic!("no debian-12 image reference in:\n{text}"))
+    })
+}
 const LAB: &str = "sshtest";
 
 /// A container running sshd with the lab's key, removed on drop.
@@ -37,11 +57,6 @@ fn docker(args: &[&str]) -> String {
 
 impl Container {
     fn start(public_key: &str) -> Container {
-        let images = docker(&["images", "-q", IMAGE]);
-        assert!(
-            !images.is_empty(),
-            "image {IMAGE} is missing; these tests need it (built by the local provider setup)"
-        );
         let env = format!("LABRUN_AUTHORIZED_KEYS={public_key}");
         let id = docker(&[
             "run",
@@ -53,7 +68,7 @@ impl Container {
             "127.0.0.1::22",
             "-e",
             &env,
-            IMAGE,
+            image(),
         ]);
         Container { id }
     }

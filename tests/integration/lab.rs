@@ -1,0 +1,145 @@
+//! The shipped lab, end to end on the local provider.
+
+use std::process::Command;
+
+use crate::harness::{Output, Test};
+
+const PLAYBOOK: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/playbooks/mysql_client_server.rhai"
+);
+
+/// A third instance on the lab's network, used to probe the server.
+const OUTSIDER: &str = r#"
+let admin = sg::ensure(#{ name: "outsider-sg", description: "SSH from the operator" });
+admin.allow(#{ port: 22, from: operator_cidr() });
+let o = ec2::launch(#{ name: "outsider", security_groups: [admin] });
+let server = ec2::find("mysql-server");
+let s = ssh::connect(o);
+let r = s.run(`nc -z -w 3 ${server.private_ip} 3306`, #{ check: false });
+print(`PROBE code=${r.code}`);
+"#;
+
+fn run(t: &Test, args: &[&str]) -> Output {
+    let out = t.command().args(args).output().expect("labrun runs");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
+}
+
+fn instance_ids(t: &Test, lab: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(t.lab_dir(lab).join("ledger.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut ids: Vec<String> = v["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "instance")
+        .filter_map(|r| r["id"].as_str().map(String::from))
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn labelled(lab: &str) -> String {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "-q",
+            "--filter",
+            &format!("label=labrun.lab={lab}"),
+        ])
+        .output()
+        .expect("docker CLI");
+    let nets = Command::new("docker")
+        .args([
+            "network",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("label=labrun.lab={lab}"),
+        ])
+        .output()
+        .expect("docker CLI");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout).trim(),
+        String::from_utf8_lossy(&nets.stdout).trim()
+    )
+}
+
+#[test]
+fn the_shipped_lab_works_converges_holds_and_cleans_up() {
+    let lab = format!("e2e-lab-{}", std::process::id());
+    let t = Test::new().file("outsider.rhai", OUTSIDER);
+    let mut outputs = Vec::new();
+
+    let first = run(&t, &[PLAYBOOK, "--lab", &lab, "--output", "json"]);
+    first.assert_code(0);
+    let events = first.events();
+    let show = events
+        .iter()
+        .find(|e| e["event"] == "step_finished" && e["step"] == "SHOW DATABASES from mysql-client")
+        .expect("the SHOW DATABASES step ran");
+    assert_eq!(show["status"], "ok");
+    let ids = instance_ids(&t, &lab);
+    assert_eq!(ids.len(), 2);
+    outputs.push(first);
+
+    // A third instance on the same network is refused on 3306.
+    let probe = run(&t, &["outsider.rhai", "--lab", &lab]);
+    probe.assert_code(0);
+    assert!(
+        probe.stderr.contains("PROBE code=1"),
+        "the outsider reached 3306:\n{}",
+        probe.stderr
+    );
+    outputs.push(probe);
+
+    // A second run changes nothing and keeps the instances.
+    let second = run(&t, &[PLAYBOOK, "--lab", &lab, "--output", "json"]);
+    second.assert_code(0);
+    let end = second.events().pop().unwrap();
+    assert_eq!(end["changed"], 0, "{}", second.stdout);
+    assert_eq!(end["failed"], 0);
+    let mut after = instance_ids(&t, &lab);
+    after.retain(|id| ids.contains(id));
+    assert_eq!(after, ids);
+    outputs.push(second);
+
+    // A database name MySQL rejects fails the run, names the step, and
+    // the lab can still be destroyed.
+    // (Identifiers are quoted, so only a name too long for MySQL is refused.)
+    let long_name = format!("db_name={}", "x".repeat(70));
+    let bad = run(&t, &[PLAYBOOK, "--lab", &lab, "--set", &long_name]);
+    bad.assert_code(1)
+        .assert_stderr_contains("FAILED  create database and remote user")
+        .assert_stderr_contains("in step 'create database and remote user'");
+    outputs.push(bad);
+
+    let destroy = run(&t, &["destroy", "--lab", &lab]);
+    destroy.assert_code(0);
+    outputs.push(destroy);
+    assert_eq!(
+        labelled(&lab),
+        "",
+        "something with the lab's label survived destroy"
+    );
+
+    // No secret value appears in anything labrun printed.
+    let secrets = t.secrets(&lab);
+    assert!(secrets.len() >= 2);
+    for out in &outputs {
+        for (name, v) in &secrets {
+            let v = v.as_str().unwrap();
+            assert!(
+                !out.all().contains(v),
+                "secret {name} leaked:\n{}",
+                out.all()
+            );
+        }
+    }
+}
