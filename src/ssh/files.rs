@@ -150,7 +150,7 @@ impl Session {
         let out = self
             .run(&script, &run, &mut |_, _| {})
             .await
-            .map_err(|e| script_failure(e, "write", path))?;
+            .map_err(|e| super::system::rename(e, &format!("write {path}")))?;
         changed_marker(&out.stdout)
     }
 
@@ -164,7 +164,7 @@ impl Session {
         let out = self
             .run(&format!("cat -- {}", quote(path)), &run, &mut |_, _| {})
             .await
-            .map_err(|e| script_failure(e, "read", path))?;
+            .map_err(|e| super::system::rename(e, &format!("read {path}")))?;
         Ok(out.stdout)
     }
 
@@ -229,24 +229,6 @@ fn check_path(path: &str) -> SshResult<()> {
         return Err(SshError::Invalid(format!("invalid path {path:?}")));
     }
     Ok(())
-}
-
-/// A failed file script as a short error naming the path, not the script.
-fn script_failure(e: SshError, what: &str, path: &str) -> SshError {
-    match e {
-        SshError::CommandFailed {
-            target,
-            status,
-            tail,
-            ..
-        } => SshError::CommandFailed {
-            target,
-            command: format!("{what} {path}"),
-            status,
-            tail,
-        },
-        other => other,
-    }
 }
 
 #[cfg(test)]

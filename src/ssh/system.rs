@@ -380,7 +380,7 @@ impl Session {
 }
 
 /// A failed script as an error naming what it did, not the script text.
-fn rename(e: SshError, what: &str) -> SshError {
+pub(crate) fn rename(e: SshError, what: &str) -> SshError {
     match e {
         SshError::CommandFailed {
             target,

@@ -136,12 +136,10 @@ impl Test {
 
     /// Runs labrun with `args` instead of the builder's.
     pub fn run_with<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Output {
-        let out = self.command_with(args).output().expect("labrun runs");
-        Output {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into(),
-            stderr: String::from_utf8_lossy(&out.stderr).into(),
-        }
+        self.command_with(args)
+            .output()
+            .expect("labrun runs")
+            .into()
     }
 
     pub fn spawn(&self) -> Child {
@@ -166,10 +164,15 @@ impl Test {
 
 /// Collects a spawned child's output.
 pub fn finish(child: Child) -> Output {
-    let out = child.wait_with_output().expect("labrun finishes");
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    child.wait_with_output().expect("labrun finishes").into()
+}
+
+impl From<std::process::Output> for Output {
+    fn from(out: std::process::Output) -> Self {
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into(),
+            stderr: String::from_utf8_lossy(&out.stderr).into(),
+        }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::harness::{Output, Test};
+use crate::harness::Test;
 
 const PLAYBOOK: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -19,15 +19,6 @@ let s = ssh::connect(o);
 let r = s.run(`nc -z -w 3 ${server.private_ip} 3306`, #{ check: false });
 print(`PROBE code=${r.code}`);
 "#;
-
-fn run(t: &Test, args: &[&str]) -> Output {
-    let out = t.command().args(args).output().expect("labrun runs");
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-    }
-}
 
 fn instance_ids(t: &Test, lab: &str) -> Vec<String> {
     let text = std::fs::read_to_string(t.lab_dir(lab).join("ledger.json")).unwrap();
@@ -77,7 +68,7 @@ fn the_shipped_lab_works_converges_holds_and_cleans_up() {
     let t = Test::new().file("outsider.rhai", OUTSIDER);
     let mut outputs = Vec::new();
 
-    let first = run(&t, &[PLAYBOOK, "--lab", &lab, "--output", "json"]);
+    let first = t.run_with(&[PLAYBOOK, "--lab", &lab, "--output", "json"]);
     first.assert_code(0);
     let events = first.events();
     let show = events
@@ -90,7 +81,7 @@ fn the_shipped_lab_works_converges_holds_and_cleans_up() {
     outputs.push(first);
 
     // A third instance on the same network is refused on 3306.
-    let probe = run(&t, &["outsider.rhai", "--lab", &lab]);
+    let probe = t.run_with(&["outsider.rhai", "--lab", &lab]);
     probe.assert_code(0);
     assert!(
         probe.stderr.contains("PROBE code=1"),
@@ -100,7 +91,7 @@ fn the_shipped_lab_works_converges_holds_and_cleans_up() {
     outputs.push(probe);
 
     // A second run changes nothing and keeps the instances.
-    let second = run(&t, &[PLAYBOOK, "--lab", &lab, "--output", "json"]);
+    let second = t.run_with(&[PLAYBOOK, "--lab", &lab, "--output", "json"]);
     second.assert_code(0);
     let end = second.events().pop().unwrap();
     assert_eq!(end["changed"], 0, "{}", second.stdout);
@@ -114,13 +105,13 @@ fn the_shipped_lab_works_converges_holds_and_cleans_up() {
     // the lab can still be destroyed.
     // (Identifiers are quoted, so only a name too long for MySQL is refused.)
     let long_name = format!("db_name={}", "x".repeat(70));
-    let bad = run(&t, &[PLAYBOOK, "--lab", &lab, "--set", &long_name]);
+    let bad = t.run_with(&[PLAYBOOK, "--lab", &lab, "--set", &long_name]);
     bad.assert_code(1)
         .assert_stderr_contains("FAILED  create database and remote user")
         .assert_stderr_contains("in step 'create database and remote user'");
     outputs.push(bad);
 
-    let destroy = run(&t, &["destroy", "--lab", &lab]);
+    let destroy = t.run_with(&["destroy", "--lab", &lab]);
     destroy.assert_code(0);
     outputs.push(destroy);
     assert_eq!(

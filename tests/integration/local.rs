@@ -36,15 +36,6 @@ impl Drop for Cleanup {
     }
 }
 
-fn labrun(t: &Test, args: &[&str]) -> Output {
-    let out = t.command().args(args).output().expect("labrun runs");
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-    }
-}
-
 /// Runs the docker CLI; (success, stdout + stderr).
 fn docker(args: &[&str]) -> (bool, String) {
     let out = Command::new("docker")
@@ -72,7 +63,7 @@ fn labelled(lab: &str) -> (String, String) {
 }
 
 fn destroy_and_check(t: &Test, lab: &str) -> Output {
-    let out = labrun(t, &["destroy", "--lab", lab]);
+    let out = t.run_with(&["destroy", "--lab", lab]);
     out.assert_code(0);
     assert_eq!(
         labelled(lab),
@@ -234,7 +225,7 @@ fn security_groups_are_enforced_and_relaunch_is_idempotent() {
     let lab = unique_lab("sg");
     let _cleanup = Cleanup(lab.clone());
     let t = Test::new().file("lab.rhai", LAB);
-    let first = labrun(&t, &["lab.rhai", "--lab", &lab]);
+    let first = t.run_with(&["lab.rhai", "--lab", &lab]);
     first.assert_code(0);
     let (a, b, c) = (seen(&first, "a"), seen(&first, "b"), seen(&first, "c"));
     assert!(a.id.starts_with("i-") && a.id.len() == 14, "{a:?}");
@@ -286,7 +277,7 @@ fn security_groups_are_enforced_and_relaunch_is_idempotent() {
     // relaunch returns the same instances. This run revokes 3306.
     let (ok, out) = docker(&["restart", "-t", "1", &ca]);
     assert!(ok, "{out}");
-    let second = labrun(&t, &["lab.rhai", "--lab", &lab, "--set", "revoke=true"]);
+    let second = t.run_with(&["lab.rhai", "--lab", &lab, "--set", "revoke=true"]);
     second.assert_code(0);
     let (a2, b2, c2) = (seen(&second, "a"), seen(&second, "b"), seen(&second, "c"));
     assert_eq!((&a2.id, &b2.id, &c2.id), (&a.id, &b.id, &c.id));
@@ -307,7 +298,7 @@ fn security_groups_are_enforced_and_relaunch_is_idempotent() {
     assert!(ledger.contains(&format!("\"ssh_port\": {}", a2.port)));
     ssh_when_up(&t, &lab, a2.port, "true");
 
-    let status = labrun(&t, &["status", "--lab", &lab]);
+    let status = t.run_with(&["status", "--lab", &lab]);
     status.assert_code(0).assert_stdout_contains(&a.id);
     assert!(status.stdout.contains(&a.ip) && status.stdout.contains("running"));
 
@@ -316,7 +307,7 @@ fn security_groups_are_enforced_and_relaunch_is_idempotent() {
         .assert_stderr_contains("removed network labrun-")
         .assert_stderr_contains("removed security group web");
     // Idempotent; the key and secrets stay for a re-run.
-    labrun(&t, &["destroy", "--lab", &lab])
+    t.run_with(&["destroy", "--lab", &lab])
         .assert_code(0)
         .assert_stderr_contains("nothing left to remove on local");
     assert!(t.lab_dir(&lab).join("id_ed25519").exists());
@@ -363,7 +354,7 @@ fn destroy_finds_what_the_ledger_missed() {
     let lab = unique_lab("lost");
     let _cleanup = Cleanup(lab.clone());
     let t = Test::new().file("lab.rhai", r#"ec2::launch(#{ name: "x" });"#);
-    labrun(&t, &["lab.rhai", "--lab", &lab]).assert_code(0);
+    t.run_with(&["lab.rhai", "--lab", &lab]).assert_code(0);
     // Forget everything the ledger knew.
     let path = t.lab_dir(&lab).join("ledger.json");
     let mut ledger: serde_json::Value =
@@ -411,7 +402,7 @@ fn bad_input_is_a_clear_error() {
     for (n, (playbook, message)) in cases.iter().enumerate() {
         let file = format!("bad{n}.rhai");
         std::fs::write(t.dir().join(&file), playbook).unwrap();
-        let out = labrun(&t, &[&file, "--lab", &lab]);
+        let out = t.run_with(&[&file, "--lab", &lab]);
         assert_eq!(out.code, 1, "{playbook}: {}", out.all());
         out.assert_stderr_contains(message);
     }
@@ -422,7 +413,7 @@ fn bad_input_is_a_clear_error() {
 #[test]
 fn images_are_listed_and_built_on_request() {
     let t = Test::new();
-    let out = labrun(&t, &["images", "--build", "debian-12"]);
+    let out = t.run_with(&["images", "--build", "debian-12"]);
     out.assert_code(0);
     let line = out
         .stdout
@@ -434,7 +425,7 @@ fn images_are_listed_and_built_on_request() {
         "{line}"
     );
     assert!(out.stdout.contains("ubuntu-22.04"));
-    labrun(&t, &["images", "--build", "nope"])
+    t.run_with(&["images", "--build", "nope"])
         .assert_code(2)
         .assert_stderr_contains("unknown image 'nope'");
 }
@@ -446,7 +437,7 @@ fn a_missing_engine_says_how_to_install_it() {
     let t = Test::new()
         .file("lab.rhai", r#"ec2::launch(#{ name: "x" });"#)
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
-    let out = labrun(&t, &["lab.rhai", "--lab", &lab]);
+    let out = t.run_with(&["lab.rhai", "--lab", &lab]);
     assert_eq!(out.code, 1, "{}", out.all());
     out.assert_stderr_contains("cannot reach the Docker engine at unix:///nonexistent/docker.sock")
         .assert_stderr_contains("apt-get install docker.io");
@@ -470,7 +461,7 @@ fn the_helper_container_firewall_enforces_the_same_rules() {
             "#,
         )
         .env("LABRUN_FIREWALL", "container");
-    let out = labrun(&t, &["lab.rhai", "--lab", &lab]);
+    let out = t.run_with(&["lab.rhai", "--lab", &lab]);
     out.assert_code(0);
     let a = seen(&out, "a");
     let (ca, cb) = (container(&lab, "a"), container(&lab, "b"));

@@ -4,7 +4,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use crate::harness::{Test, finish};
+use crate::harness::{Output, Test, finish};
 
 const TYPES: &str = r#"
 let p = params(#{ count: 1, name: "x", ratio: 0.5, flag: false, list: [], conf: #{}, any: () });
@@ -113,13 +113,9 @@ fn secrets_are_generated_once_and_redacted_everywhere() {
 
     // Reused on the next run, and masked in every output mode.
     for mode in ["human", "plain", "json"] {
-        let out = t.command().args(["--output", mode]).output().unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "{text}");
+        let out = Output::from(t.command().args(["--output", mode]).output().unwrap());
+        let text = out.all();
+        assert_eq!(out.code, 0, "{text}");
         assert!(
             !text.contains(&pw),
             "{mode} output leaks the secret:\n{text}"
@@ -142,9 +138,7 @@ fn secrets_are_redacted_in_error_messages() {
         .assert_stderr_contains("cannot log in with ********");
     let pw = t.secrets("err")["x"].as_str().unwrap().to_string();
     assert!(!out.all().contains(&pw));
-    let json = t.command().args(["--output", "json"]).output().unwrap();
-    let text =
-        String::from_utf8_lossy(&json.stdout).to_string() + &String::from_utf8_lossy(&json.stderr);
+    let text = Output::from(t.command().args(["--output", "json"]).output().unwrap()).all();
     assert!(!text.contains(&pw) && text.contains("********"), "{text}");
 }
 

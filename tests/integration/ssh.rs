@@ -117,7 +117,7 @@ impl Hosts {
 
     /// Runs labrun in the test's lab.
     fn labrun(&self, args: &[&str]) -> Output {
-        run(&self.test, &[args, &["--lab", &self.lab]].concat())
+        self.test.run_with(&[args, &["--lab", &self.lab]].concat())
     }
 }
 
@@ -127,15 +127,6 @@ impl Drop for Hosts {
         if out.code != 0 && !std::thread::panicking() {
             panic!("labrun destroy --lab {} failed:\n{}", self.lab, out.all());
         }
-    }
-}
-
-fn run(t: &Test, args: &[&str]) -> Output {
-    let out = t.command().args(args).output().expect("labrun runs");
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
     }
 }
 
@@ -451,7 +442,7 @@ fn ssh_gives_up_when_sshd_never_answers() {
         format!(r#"ssh::connect(#{{host: "127.0.0.1", port: {port}, timeout: 2}});"#),
     )
     .unwrap();
-    run(&t, &["never.rhai", "--output", "plain"])
+    t.run_with(&["never.rhai", "--output", "plain"])
         .assert_code(1)
         .assert_stderr_contains(&format!(
             "ssh::connect: sshd at ubuntu@127.0.0.1:{port} did not answer within 2s (last: connection refused)"
