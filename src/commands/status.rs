@@ -111,7 +111,7 @@ fn print_local(d: &LedgerData, live: Result<Vec<Instance>, String>) {
     if !sgs.is_empty() {
         let list: Vec<String> = sgs
             .iter()
-            .map(|g| format!("{} ({}, {} rules)", g.name, g.id, g.rules.len()))
+            .map(|g| format!("{} ({}, {})", g.name, g.id, g.rules_summary()))
             .collect();
         println!("  security groups: {}", list.join(", "));
     }

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use rhai::{Array, Dynamic, Engine, FnNamespace, Map, Module};
+use rhai::{Array, Dynamic, Engine, FnNamespace, Map, Module, NativeCallContext};
 
-use super::{func, map_keys};
+use super::{at_call, func, map_keys};
 use crate::engine::{LabContext, RhaiResult, provider_error, script_error};
 use crate::providers::{self, Instance, Protocol, Rule, SecurityGroup, Source};
 
@@ -106,7 +106,7 @@ fn rule_to_map(rule: &Rule, groups: &[SecurityGroup]) -> Map {
 }
 
 fn describe(g: &SecurityGroup) -> String {
-    format!("SecurityGroup({} {} {} rules)", g.name, g.id, g.rules.len())
+    format!("SecurityGroup({} {} {})", g.name, g.id, g.rules_summary())
 }
 
 /// Applies a rule change and reports it.
@@ -249,26 +249,31 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
         "The lab's group `#{name, description}`, created if missing.",
     )
     .with_namespace(FnNamespace::Internal)
-    .set_into_module(&mut m, move |spec: Map| -> RhaiResult<SecurityGroup> {
-        map_keys("sg::ensure", &spec, &["name", "description"], &["name"])?;
-        let name = spec["name"].to_string();
-        if name.is_empty() || name.len() > 64 {
-            return Err(script_error("sg::ensure: `name` must be 1-64 characters"));
-        }
-        let description = spec
-            .get("description")
-            .map(|d| d.to_string())
-            .unwrap_or_else(|| format!("labrun {} {name}", c.lab));
-        c.check_cancel()?;
-        let p = c.provider()?;
-        let (g, changed) = c
-            .block_on(p.ensure_group(&name, &description))
-            .map_err(|e| provider_error("sg::ensure", e))?;
-        if changed {
-            c.changed();
-        }
-        Ok(g)
-    });
+    .set_into_module(
+        &mut m,
+        move |nctx: NativeCallContext, spec: Map| -> RhaiResult<SecurityGroup> {
+            at_call(&nctx, || {
+                map_keys("sg::ensure", &spec, &["name", "description"], &["name"])?;
+                let name = spec["name"].to_string();
+                if name.is_empty() || name.len() > 64 {
+                    return Err(script_error("sg::ensure: `name` must be 1-64 characters"));
+                }
+                let description = spec
+                    .get("description")
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|| format!("labrun {} {name}", c.lab));
+                c.check_cancel()?;
+                let p = c.provider()?;
+                let (g, changed) = c
+                    .block_on(p.ensure_group(&name, &description))
+                    .map_err(|e| provider_error("sg::ensure", e))?;
+                if changed {
+                    c.changed();
+                }
+                Ok(g)
+            })
+        },
+    );
     let c = ctx.clone();
     func(
         "find",
@@ -276,26 +281,36 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
         "The lab's group `name`, or `()`.",
     )
     .with_namespace(FnNamespace::Internal)
-    .set_into_module(&mut m, move |name: &str| -> RhaiResult<Dynamic> {
-        let p = c.provider()?;
-        let groups = c
-            .block_on(p.groups())
-            .map_err(|e| provider_error("sg::find", e))?;
-        Ok(groups
-            .into_iter()
-            .find(|g| g.name == name)
-            .map(Dynamic::from)
-            .unwrap_or(Dynamic::UNIT))
-    });
+    .set_into_module(
+        &mut m,
+        move |nctx: NativeCallContext, name: &str| -> RhaiResult<Dynamic> {
+            at_call(&nctx, || {
+                let p = c.provider()?;
+                let groups = c
+                    .block_on(p.groups())
+                    .map_err(|e| provider_error("sg::find", e))?;
+                Ok(groups
+                    .into_iter()
+                    .find(|g| g.name == name)
+                    .map(Dynamic::from)
+                    .unwrap_or(Dynamic::UNIT))
+            })
+        },
+    );
     let c = ctx.clone();
     func("groups", &["Array"], "The lab's security groups.")
         .with_namespace(FnNamespace::Internal)
-        .set_into_module(&mut m, move || -> RhaiResult<Array> {
-            let p = c.provider()?;
-            let groups = c
-                .block_on(p.groups())
-                .map_err(|e| provider_error("sg::groups", e))?;
-            Ok(groups.into_iter().map(Dynamic::from).collect())
-        });
+        .set_into_module(
+            &mut m,
+            move |nctx: NativeCallContext| -> RhaiResult<Array> {
+                at_call(&nctx, || {
+                    let p = c.provider()?;
+                    let groups = c
+                        .block_on(p.groups())
+                        .map_err(|e| provider_error("sg::groups", e))?;
+                    Ok(groups.into_iter().map(Dynamic::from).collect())
+                })
+            },
+        );
     engine.register_static_module("sg", m.into());
 }

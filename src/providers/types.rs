@@ -96,6 +96,16 @@ pub struct SecurityGroup {
     pub rules: Vec<Rule>,
 }
 
+impl SecurityGroup {
+    /// "1 rule" / "3 rules", for what users read.
+    pub fn rules_summary(&self) -> String {
+        match self.rules.len() {
+            1 => "1 rule".to_string(),
+            n => format!("{n} rules"),
+        }
+    }
+}
+
 /// CPU and memory of an instance type, as the local provider applies them.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct InstanceSize {

@@ -461,10 +461,10 @@ impl Provider for LocalProvider {
         // Security groups exist only in the ledger.
         for g in groups::list(ledger) {
             lines.push(format!(
-                "removed security group {} ({}, {} rules)",
+                "removed security group {} ({}, {})",
                 g.name,
                 g.id,
-                g.rules.len()
+                g.rules_summary()
             ));
         }
         for r in ledger.resources(groups::KIND) {
