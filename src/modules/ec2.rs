@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use rhai::{Array, Dynamic, Engine, FnNamespace, FuncRegistration, Map, Module};
+use rhai::{Array, Dynamic, Engine, FnNamespace, FuncRegistration, Map, Module, NativeCallContext};
 
-use super::{func, map_keys};
+use super::{at_call, func, map_keys};
 use crate::engine::{LabContext, RhaiResult, provider_error, script_error};
 use crate::providers::{Instance, InstanceSpec, SecurityGroup};
 
@@ -209,10 +209,15 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
         `instance_type` to `t2.micro`. Idempotent: an instance of that name in this lab
         is returned as it is.",
     )
-    .set_into_module(&mut m, move |spec: Map| -> RhaiResult<Instance> {
-        let spec = spec_from_map(&c, spec)?;
-        Ok(launch_many(&c, vec![spec])?.remove(0))
-    });
+    .set_into_module(
+        &mut m,
+        move |nctx: NativeCallContext, spec: Map| -> RhaiResult<Instance> {
+            at_call(&nctx, || {
+                let spec = spec_from_map(&c, spec)?;
+                Ok(launch_many(&c, vec![spec])?.remove(0))
+            })
+        },
+    );
 
     let c = ctx.clone();
     internal(
@@ -220,33 +225,40 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
         &["specs: Array", "Array"],
         "Launches several instances concurrently; returns them in the same order.",
     )
-    .set_into_module(&mut m, move |specs: Array| -> RhaiResult<Array> {
-        let mut parsed = Vec::new();
-        for (n, s) in specs.into_iter().enumerate() {
-            let t = s.type_name();
-            let map = s.try_cast::<Map>().ok_or_else(|| {
-                script_error(format!(
-                    "ec2::launch: item {} is {t}, expected a map like #{{name: \"web\"}}",
-                    n + 1
-                ))
-            })?;
-            parsed.push(spec_from_map(&c, map)?);
-        }
-        Ok(launch_many(&c, parsed)?
-            .into_iter()
-            .map(Dynamic::from)
-            .collect())
-    });
+    .set_into_module(
+        &mut m,
+        move |nctx: NativeCallContext, specs: Array| -> RhaiResult<Array> {
+            at_call(&nctx, || {
+                let mut parsed = Vec::new();
+                for (n, s) in specs.into_iter().enumerate() {
+                    let t = s.type_name();
+                    let map = s.try_cast::<Map>().ok_or_else(|| {
+                        script_error(format!(
+                            "ec2::launch: item {} is {t}, expected a map like #{{name: \"web\"}}",
+                            n + 1
+                        ))
+                    })?;
+                    parsed.push(spec_from_map(&c, map)?);
+                }
+                Ok(launch_many(&c, parsed)?
+                    .into_iter()
+                    .map(Dynamic::from)
+                    .collect())
+            })
+        },
+    );
 
     let c = ctx.clone();
     internal("instances", &["Array"], "The lab's instances.").set_into_module(
         &mut m,
-        move || -> RhaiResult<Array> {
-            let p = c.provider()?;
-            let list = c
-                .block_on(p.instances())
-                .map_err(|e| provider_error("ec2::instances", e))?;
-            Ok(list.into_iter().map(Dynamic::from).collect())
+        move |nctx: NativeCallContext| -> RhaiResult<Array> {
+            at_call(&nctx, || {
+                let p = c.provider()?;
+                let list = c
+                    .block_on(p.instances())
+                    .map_err(|e| provider_error("ec2::instances", e))?;
+                Ok(list.into_iter().map(Dynamic::from).collect())
+            })
         },
     );
 
@@ -256,17 +268,22 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
         &["name: string", "Dynamic"],
         "The lab's instance `name`, or `()` if there is none.",
     )
-    .set_into_module(&mut m, move |name: &str| -> RhaiResult<Dynamic> {
-        let p = c.provider()?;
-        let list = c
-            .block_on(p.instances())
-            .map_err(|e| provider_error("ec2::find", e))?;
-        Ok(list
-            .into_iter()
-            .find(|i| i.name == name)
-            .map(Dynamic::from)
-            .unwrap_or(Dynamic::UNIT))
-    });
+    .set_into_module(
+        &mut m,
+        move |nctx: NativeCallContext, name: &str| -> RhaiResult<Dynamic> {
+            at_call(&nctx, || {
+                let p = c.provider()?;
+                let list = c
+                    .block_on(p.instances())
+                    .map_err(|e| provider_error("ec2::find", e))?;
+                Ok(list
+                    .into_iter()
+                    .find(|i| i.name == name)
+                    .map(Dynamic::from)
+                    .unwrap_or(Dynamic::UNIT))
+            })
+        },
+    );
 
     engine.register_static_module("ec2", m.into());
 }

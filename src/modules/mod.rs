@@ -10,7 +10,7 @@ pub mod ssh;
 
 use std::sync::Arc;
 
-use rhai::{Engine, FuncRegistration, Map};
+use rhai::{Engine, FuncRegistration, Map, NativeCallContext};
 
 use crate::engine::{RhaiResult, script_error};
 
@@ -39,6 +39,18 @@ pub fn func(name: &str, params: &[&str], doc: &str) -> FuncRegistration {
     FuncRegistration::new(name)
         .with_params_info(params)
         .with_comments(comments)
+}
+
+/// Runs a namespaced binding (`sg::ensure`) and gives its error the call's
+/// position: Rhai fills that in for method calls but not for qualified
+/// ones, and without it the diagnostic cannot show `file:line:col`.
+pub fn at_call<T>(nctx: &NativeCallContext, body: impl FnOnce() -> RhaiResult<T>) -> RhaiResult<T> {
+    body().map_err(|mut e| {
+        if e.position().is_none() {
+            e.set_position(nctx.call_position());
+        }
+        e
+    })
 }
 
 /// Checks an options map: every key known, every required key present.

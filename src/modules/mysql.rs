@@ -8,9 +8,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rhai::{Array, Blob, Dynamic, Engine, EvalAltResult, FnNamespace, Map, Module};
+use rhai::{
+    Array, Blob, Dynamic, Engine, EvalAltResult, FnNamespace, Map, Module, NativeCallContext,
+};
 
-use super::{func, map_keys};
+use super::{at_call, func, map_keys};
 use crate::engine::{LabContext, RhaiResult, script_error};
 use crate::mysql::{ConnectOptions, Db, MysqlError, Route, SqlParams, SqlRow, SqlValue};
 use crate::ssh::Session;
@@ -308,6 +310,8 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
         (1045 access denied, 1130 host not allowed, 1049 unknown database) or `()`.",
     )
     .with_namespace(FnNamespace::Internal)
-    .set_into_module(&mut m, move |spec: Map| connect(&c, spec));
+    .set_into_module(&mut m, move |nctx: NativeCallContext, spec: Map| {
+        at_call(&nctx, || connect(&c, spec))
+    });
     engine.register_static_module("mysql", m.into());
 }

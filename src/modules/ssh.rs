@@ -6,9 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use rhai::{Array, Dynamic, Engine, FnNamespace, FnPtr, FuncRegistration, Map, Module};
+use rhai::{
+    Array, Dynamic, Engine, FnNamespace, FnPtr, FuncRegistration, Map, Module, NativeCallContext,
+};
 
-use super::{func, map_keys};
+use super::{at_call, func, map_keys};
 use crate::engine::{LabContext, RhaiResult, script_error};
 use crate::providers::Instance;
 use crate::ssh::files::FileOptions;
@@ -612,25 +614,35 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
         ledger on first connection; a different key later is refused. One connection
         per host, shared by everything (and every `parallel` closure) that uses it.",
     )
-    .set_into_module(&mut m, move |i: Instance| -> RhaiResult<Session> {
-        let target = instance_target(&c, &i)?;
-        connect(&c, &target, DEFAULT_CONNECT_TIMEOUT)
-    });
+    .set_into_module(
+        &mut m,
+        move |nctx: NativeCallContext, i: Instance| -> RhaiResult<Session> {
+            at_call(&nctx, || {
+                let target = instance_target(&c, &i)?;
+                connect(&c, &target, DEFAULT_CONNECT_TIMEOUT)
+            })
+        },
+    );
     let c = ctx.clone();
     internal(
         "connect",
         &["instance: Instance", "options: Map", "Session"],
         "`connect(instance)` with `#{timeout}` (seconds to wait for sshd).",
     )
-    .set_into_module(&mut m, move |i: Instance, o: Map| -> RhaiResult<Session> {
-        map_keys("ssh::connect", &o, &["timeout"], &[])?;
-        let timeout = match o.get("timeout") {
-            Some(v) => seconds("ssh::connect", "timeout", v)?,
-            None => DEFAULT_CONNECT_TIMEOUT,
-        };
-        let target = instance_target(&c, &i)?;
-        connect(&c, &target, timeout)
-    });
+    .set_into_module(
+        &mut m,
+        move |nctx: NativeCallContext, i: Instance, o: Map| -> RhaiResult<Session> {
+            at_call(&nctx, || {
+                map_keys("ssh::connect", &o, &["timeout"], &[])?;
+                let timeout = match o.get("timeout") {
+                    Some(v) => seconds("ssh::connect", "timeout", v)?,
+                    None => DEFAULT_CONNECT_TIMEOUT,
+                };
+                let target = instance_target(&c, &i)?;
+                connect(&c, &target, timeout)
+            })
+        },
+    );
     let c = ctx.clone();
     internal(
         "connect",
@@ -640,9 +652,14 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
         lab's key, `timeout`
         to 180 s. The host key is pinned under \"host:port\".",
     )
-    .set_into_module(&mut m, move |o: Map| -> RhaiResult<Session> {
-        let (target, timeout) = map_target(&c, &o)?;
-        connect(&c, &target, timeout)
-    });
+    .set_into_module(
+        &mut m,
+        move |nctx: NativeCallContext, o: Map| -> RhaiResult<Session> {
+            at_call(&nctx, || {
+                let (target, timeout) = map_target(&c, &o)?;
+                connect(&c, &target, timeout)
+            })
+        },
+    );
     engine.register_static_module("ssh", m.into());
 }

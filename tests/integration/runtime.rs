@@ -247,6 +247,23 @@ fn runtime_error_names_the_step_and_location() {
         .assert_stderr_contains("failed: ok=1 changed=0 failed=1");
 }
 
+/// Errors thrown by namespaced bindings (`sg::ensure`, `mysql::connect`)
+/// point at their call like method errors do.
+#[test]
+fn errors_of_namespaced_calls_name_their_location() {
+    Test::new()
+        .playbook(
+            "n.rhai",
+            "let x = 1;\nstep(\"group\", || {\n    sg::ensure(#{ name: \"\" });\n});\n",
+        )
+        .run()
+        .assert_code(1)
+        .assert_stderr_contains("sg::ensure: `name` must be 1-64 characters")
+        .assert_stderr_contains("n.rhai:3:9")
+        .assert_stderr_contains("3 |     sg::ensure(")
+        .assert_stderr_contains("in step 'group'");
+}
+
 #[test]
 fn wrong_argument_types_name_the_expected_signature() {
     Test::new()
