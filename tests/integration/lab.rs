@@ -134,3 +134,47 @@ fn the_shipped_lab_works_converges_holds_and_cleans_up() {
         }
     }
 }
+
+const VARIANT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/playbooks/mysql_two_clients.rhai"
+);
+
+/// The shipped variant proves its own claims (the playbook fails when the
+/// other client gets through); this checks it ran them and cleans up.
+#[test]
+fn the_two_clients_variant_admits_only_the_allowed_client() {
+    let lab = format!("e2e-two-{}", std::process::id());
+    let t = Test::new();
+
+    let run = t.run_with(&[VARIANT, "--lab", &lab, "--output", "json"]);
+    run.assert_code(0);
+    let events = run.events();
+    for step in [
+        "allowed-client lists the database",
+        "other-client is refused",
+    ] {
+        let done = events
+            .iter()
+            .find(|e| e["event"] == "step_finished" && e["step"] == step)
+            .unwrap_or_else(|| panic!("step {step:?} did not run:\n{}", run.stdout));
+        assert_eq!(done["status"], "ok", "{}", run.stdout);
+    }
+    assert!(
+        run.stdout
+            .contains("other-client could not connect, as intended"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(instance_ids(&t, &lab).len(), 3);
+
+    let destroy = t.run_with(&["destroy", "--lab", &lab]);
+    destroy.assert_code(0);
+    assert_eq!(labelled(&lab), "", "something survived destroy");
+    for (name, v) in t.secrets(&lab) {
+        let v = v.as_str().unwrap();
+        for out in [&run, &destroy] {
+            assert!(!out.all().contains(v), "secret {name} leaked");
+        }
+    }
+}
