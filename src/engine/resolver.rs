@@ -50,6 +50,25 @@ impl Sources {
     pub fn get(&self, name: &str) -> Option<String> {
         self.inner.read().expect("sources lock").get(name).cloned()
     }
+
+    /// Where `import "path"` is written: Rhai resolves imports while
+    /// compiling without telling the resolver, so a missing module would
+    /// otherwise be reported with no line to fix.
+    pub fn find_import(&self, path: &str) -> Option<(String, Position)> {
+        let quoted = format!("\"{path}\"");
+        let sources = self.inner.read().expect("sources lock");
+        let mut names: Vec<&String> = sources.keys().collect();
+        names.sort();
+        names.into_iter().find_map(|name| {
+            sources[name].lines().enumerate().find_map(|(n, line)| {
+                let at = line.find(&quoted)?;
+                line[..at].trim_end().ends_with("import").then(|| {
+                    let col = line[..at].chars().count() + 1;
+                    (name.clone(), Position::new(n as u16 + 1, col as u16))
+                })
+            })
+        })
+    }
 }
 
 pub struct LabResolver {
@@ -124,14 +143,14 @@ impl ModuleResolver for LabResolver {
     fn resolve(
         &self,
         engine: &Engine,
-        _source: Option<&str>,
+        source: Option<&str>,
         path: &str,
         pos: Position,
     ) -> Result<Shared<Module>, Box<EvalAltResult>> {
         if let Some(m) = self.cache.read().expect("cache lock").get(path) {
             return Ok(m.clone());
         }
-        self.load(engine, path, pos)
+        self.load(engine, source, path, pos)
     }
 }
 
@@ -139,6 +158,7 @@ impl LabResolver {
     fn load(
         &self,
         engine: &Engine,
+        importer: Option<&str>,
         path: &str,
         pos: Position,
     ) -> Result<Shared<Module>, Box<EvalAltResult>> {
@@ -148,11 +168,24 @@ impl LabResolver {
                 .iter()
                 .map(|d| d.display().to_string())
                 .collect();
-            places.push("the embedded stdlib".into());
-            return Err(Box::new(EvalAltResult::ErrorModuleNotFound(
-                format!("{path} (looked in {})", places.join(", ")),
-                pos,
-            )));
+            let embedded: Vec<&str> = EMBEDDED.iter().map(|(n, _)| *n).collect();
+            places.push(format!("the embedded stdlib: {}", embedded.join(", ")));
+            let message = format!("{path} (looked in {})", places.join("; "));
+            // Named by the file that imports it, so the diagnostic quotes
+            // that line. (Rhai replaces a bare "not found" from a resolver
+            // with its own, shorter message.)
+            let site = match importer {
+                Some(src) if !pos.is_none() => Some((src.to_string(), pos)),
+                _ => self.sources.find_import(path),
+            };
+            return Err(match site {
+                Some((source, at)) => Box::new(EvalAltResult::ErrorInModule(
+                    source,
+                    Box::new(EvalAltResult::ErrorModuleNotFound(message, at)),
+                    Position::NONE,
+                )),
+                None => Box::new(EvalAltResult::ErrorModuleNotFound(message, pos)),
+            });
         };
         let source_name = origin.display();
         self.sources.insert(&source_name, &text);

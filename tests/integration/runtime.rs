@@ -247,6 +247,27 @@ fn runtime_error_names_the_step_and_location() {
         .assert_stderr_contains("failed: ok=1 changed=0 failed=1");
 }
 
+/// A missing module is reported at its `import`, in whichever file has it,
+/// with the places searched and the stdlib's module names.
+#[test]
+fn a_missing_import_names_its_line_and_the_places_searched() {
+    Test::new()
+        .playbook("m.rhai", "// top\nimport \"mysql_srv\" as m;\n")
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("Module not found: mysql_srv")
+        .assert_stderr_contains("the embedded stdlib: check, mysql_client, mysql_server")
+        .assert_stderr_contains("m.rhai:2:8")
+        .assert_stderr_contains("2 | import \"mysql_srv\" as m;");
+    Test::new()
+        .file("helper.rhai", "fn f() { 1 }\n\nimport \"nope\" as n;\n")
+        .playbook("h.rhai", "import \"helper\" as h;\n")
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("Module not found: nope")
+        .assert_stderr_contains("helper.rhai:3:8");
+}
+
 /// Errors thrown by namespaced bindings (`sg::ensure`, `mysql::connect`)
 /// point at their call like method errors do.
 #[test]
