@@ -143,19 +143,46 @@ pub fn expected_signatures(engine: &Engine, not_found_sig: &str) -> Vec<String> 
         .unwrap_or(not_found_sig)
         .trim();
     let short = name.rsplit("::").next().unwrap_or(name);
-    let mut sigs: Vec<String> = engine
-        .gen_fn_signatures(false)
-        .into_iter()
-        .filter(|s| {
-            let fname = s.split('(').next().unwrap_or("");
-            fname == name
-                || fname == short
-                || fname.ends_with(&format!("::{short}")) && name.contains("::")
-        })
-        .collect();
+    let all = engine.gen_fn_signatures(false);
+    let named = |s: &&String| s.split('(').next().unwrap_or("") == name;
+    // `ssh::connect` means that module's connect, not mysql::connect.
+    let mut sigs: Vec<String> = all.iter().filter(named).cloned().collect();
+    if sigs.is_empty() {
+        sigs = all
+            .iter()
+            .filter(|s| {
+                let fname = s.split('(').next().unwrap_or("");
+                fname == short || fname.ends_with(&format!("::{short}"))
+            })
+            .cloned()
+            .collect();
+    }
     sigs.sort();
     sigs.dedup();
     sigs
+}
+
+/// Rhai names argument types as Rust sees them (`&str | ImmutableString |
+/// String`); the expected signatures use the names playbooks know.
+fn readable_types(sig: &str) -> String {
+    let Some(open) = sig.find('(') else {
+        return sig.to_string();
+    };
+    let args = sig[open + 1..].trim_end();
+    let args = args.strip_suffix(')').unwrap_or(args);
+    let args: Vec<&str> = args
+        .split(", ")
+        .filter(|t| !t.is_empty())
+        .map(|t| match t.trim() {
+            "&str | ImmutableString | String" | "ImmutableString" | "String" => "string",
+            "Array" => "array",
+            "Map" => "map",
+            "FnPtr" => "Fn",
+            "char" => "char",
+            other => other,
+        })
+        .collect();
+    format!("{}({})", sig[..open].trim_end(), args.join(", "))
 }
 
 /// The full diagnostic for a runtime error.
@@ -174,7 +201,8 @@ pub fn runtime_error(
             format!("no function {sig}")
         } else {
             format!(
-                "wrong arguments for {sig}; expected {}",
+                "wrong arguments for {}; expected {}",
+                readable_types(sig),
                 expected.join(" or ")
             )
         };
@@ -190,6 +218,17 @@ pub fn runtime_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn argument_types_use_playbook_names() {
+        assert_eq!(
+            readable_types("apt_install (Session, &str | ImmutableString | String, i64)"),
+            "apt_install(Session, string, i64)"
+        );
+        assert_eq!(readable_types("f (Map, Array, FnPtr)"), "f(map, array, Fn)");
+        assert_eq!(readable_types("lab_name ()"), "lab_name()");
+        assert_eq!(readable_types("ssh::connect (())"), "ssh::connect(())");
+    }
 
     #[test]
     fn caret_points_at_the_column() {
