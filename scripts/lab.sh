@@ -6,6 +6,12 @@ cd "$(dirname "$0")/.."
 ensure_rust
 ensure_docker
 cargo build --release
+# `labrun` by name, as the lab's summary and the README use it (what
+# `cargo install` would do, without a second build).
+if [ -d "$HOME/.cargo/bin" ] && [ "$(readlink "$HOME/.cargo/bin/labrun" 2>/dev/null)" != "$PWD/target/release/labrun" ]; then
+    ln -sf "$PWD/target/release/labrun" "$HOME/.cargo/bin/labrun"
+    log "linked $HOME/.cargo/bin/labrun -> $PWD/target/release/labrun"
+fi
 playbook=playbooks/mysql_client_server.rhai
 [ -f "$playbook" ] || playbook=playbooks/tour.rhai
 exec ./target/release/labrun "$playbook" "$@"
