@@ -140,6 +140,9 @@ fn execute(
                 )))
             } else if ctx.input_error.load(Ordering::SeqCst) {
                 Err(RunError::Input(diagnostic))
+            } else if ledger.snapshot().resources.is_empty() {
+                // Nothing was created: no cleanup to suggest.
+                Err(RunError::Failed(diagnostic))
             } else {
                 Err(RunError::Failed(format!(
                     "{diagnostic}\n\nThe lab's state is in {}. Fix and run again to continue, \

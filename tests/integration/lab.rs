@@ -108,7 +108,10 @@ fn the_shipped_lab_works_converges_holds_and_cleans_up() {
     let bad = t.run_with(&[PLAYBOOK, "--lab", &lab, "--set", &long_name]);
     bad.assert_code(1)
         .assert_stderr_contains("FAILED  create database and remote user")
-        .assert_stderr_contains("in step 'create database and remote user'");
+        .assert_stderr_contains("in step 'create database and remote user'")
+        .assert_stderr_contains(&format!(
+            "`labrun destroy --lab {lab}` to remove what it created"
+        ));
     outputs.push(bad);
 
     let destroy = t.run_with(&["destroy", "--lab", &lab]);
@@ -120,9 +123,16 @@ fn the_shipped_lab_works_converges_holds_and_cleans_up() {
         "something with the lab's label survived destroy"
     );
 
-    // No secret value appears in anything labrun printed.
+    // No secret value appears in anything labrun printed, nor in the ledger.
     let secrets = t.secrets(&lab);
     assert!(secrets.len() >= 2);
+    let ledger = std::fs::read_to_string(t.lab_dir(&lab).join("ledger.json")).unwrap();
+    for (name, v) in &secrets {
+        assert!(
+            !ledger.contains(v.as_str().unwrap()),
+            "secret {name} is in the ledger"
+        );
+    }
     for out in &outputs {
         for (name, v) in &secrets {
             let v = v.as_str().unwrap();

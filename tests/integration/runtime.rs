@@ -245,6 +245,8 @@ fn runtime_error_names_the_step_and_location() {
         .assert_stderr_contains("in step 'the bad one'")
         .assert_stderr_contains("FAILED  the bad one")
         .assert_stderr_contains("failed: ok=1 changed=0 failed=1");
+    // Nothing was created, so there is nothing to destroy.
+    assert!(!out.stderr.contains("labrun destroy"), "{}", out.stderr);
 }
 
 /// A missing module is reported at its `import`, in whichever file has it,
@@ -481,7 +483,11 @@ fn docs_lists_registered_functions_with_their_docs() {
         .assert_stdout_contains("### `parallel(closures: Array) -> Array`")
         .assert_stdout_contains("### `secret(name: string) -> String`")
         .assert_stdout_contains("### `step(name: string, body: Fn) -> Dynamic`")
-        .assert_stdout_contains("`check::equal(actual, expected, what)`");
+        .assert_stdout_contains("`check::equal(actual, expected, what)`")
+        .assert_stdout_contains("connect_timeout");
+    // Printing helpers are one sentence, not eight empty entries.
+    assert!(!out.stdout.contains("### `to_debug"), "{}", out.stdout);
+    assert!(!out.stdout.contains("### `to_string"), "{}", out.stdout);
 }
 
 #[test]
