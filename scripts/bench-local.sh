@@ -8,10 +8,7 @@ cd "$(dirname "$0")/.."
 . scripts/setup.sh
 ensure_rust
 ensure_docker
-if [ -z "${LABRUN_BIN:-}" ]; then
-    cargo build --release --quiet
-    LABRUN_BIN=./target/release/labrun
-fi
+ensure_labrun_release
 counts=("$@")
 [ ${#counts[@]} -gt 0 ] || counts=(2 10)
 

@@ -14,8 +14,8 @@ ensure_docker
 N=${N:-300}
 ROUNDS=${ROUNDS:-2}
 
-cargo build --release --quiet
-BIN=$PWD/target/release/labrun
+ensure_labrun_release
+BIN=$LABRUN_BIN
 work=$(mktemp -d)
 export LABRUN_STATE_DIR="$work/state"
 LAB=bench-ssh

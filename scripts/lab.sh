@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 . scripts/setup.sh
 ensure_rust
 ensure_docker
+log "building labrun (release; several minutes the first time)"
 cargo build --release
 # `labrun` by name, as the lab's summary and the README use it (what
 # `cargo install` would do, without a second build).
@@ -12,6 +13,4 @@ if [ -d "$HOME/.cargo/bin" ] && [ "$(readlink "$HOME/.cargo/bin/labrun" 2>/dev/n
     ln -sf "$PWD/target/release/labrun" "$HOME/.cargo/bin/labrun"
     log "linked $HOME/.cargo/bin/labrun -> $PWD/target/release/labrun"
 fi
-playbook=playbooks/mysql_client_server.rhai
-[ -f "$playbook" ] || playbook=playbooks/tour.rhai
-exec ./target/release/labrun "$playbook" "$@"
+exec ./target/release/labrun playbooks/mysql_client_server.rhai "$@"

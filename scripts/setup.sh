@@ -61,6 +61,16 @@ ensure_docker() {
     return 1
 }
 
+# ensure_labrun_release: the release binary, built when $LABRUN_BIN does not
+# name one already (the bench scripts), exported as LABRUN_BIN.
+ensure_labrun_release() {
+    if [ -z "${LABRUN_BIN:-}" ]; then
+        cargo build --release --quiet
+        LABRUN_BIN="$PWD/target/release/labrun"
+    fi
+    export LABRUN_BIN
+}
+
 # ensure_test_mariadb: a private, throwaway MariaDB for the mysql tests, on
 # 127.0.0.1:$LABRUN_TEST_MYSQL_PORT with its own datadir and socket (never the
 # host's own server), reused when it already answers. Tests log in as
