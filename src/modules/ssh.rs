@@ -315,20 +315,35 @@ fn sudo_flag(function: &str, m: &Map) -> RhaiResult<bool> {
     Ok(file_options(function, m, &["sudo"])?.sudo)
 }
 
-/// Gives a closure its own copy of every captured session. Rhai locks a
-/// captured (shared) variable for the whole of a method call on it, so
-/// `parallel([|| s.run(a), || s.run(b)])` would otherwise fail with a data
-/// race; a copy is the same connection, and sessions have no state a
-/// script can change.
+/// Gives a closure its own copy of every captured session, and of every
+/// captured array or map that holds one. Rhai locks a captured (shared)
+/// variable for the whole of a method call on it, so
+/// `parallel([|| s[0].run(a), || s[1].run(b)])` would otherwise fail with a
+/// data race; a copy is the same connection, and sessions have no state a
+/// script can change. (What a closure changes in such a copied array or map
+/// stays in that closure.)
 pub fn detach_sessions(f: &mut FnPtr) {
     for v in f.iter_curry_mut() {
         if v.is_shared() {
             let value = v.flatten_clone();
-            if value.is::<Session>() {
+            if holds_session(&value) {
                 *v = value;
             }
         }
     }
+}
+
+fn holds_session(v: &Dynamic) -> bool {
+    if v.is::<Session>() {
+        return true;
+    }
+    if let Some(a) = v.read_lock::<Array>() {
+        return a.iter().any(holds_session);
+    }
+    if let Some(m) = v.read_lock::<Map>() {
+        return m.values().any(holds_session);
+    }
+    false
 }
 
 pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {

@@ -558,6 +558,13 @@ check::equal(b.run("echo $SSH_CONNECTION").stdout.split(" ")[0], A_IP, "B sees A
 // Sessions are shared: parallel closures use the one connection.
 let r = parallel([|| A.run("echo 1").stdout, || A.run("echo 2").stdout, || ssh::connect(#{host: "127.0.0.1", port: A.port}).run("echo 3").stdout]);
 check::equal(r, ["1\n", "2\n", "3\n"], "parallel on one session");
+// Sessions inside captured arrays and maps: each call holds its session
+// for a second, far longer than Rhai waits for a shared variable's lock.
+let both = [A, B];
+let named = #{ a: A, b: B };
+let r = parallel([|| both[0].run("sleep 1; echo a").stdout, || both[1].run("sleep 1; echo b").stdout,
+                  || named.a.run("sleep 1; echo c").stdout, || named.b.run("sleep 1; echo d").stdout]);
+check::equal(r, ["a\n", "b\n", "c\n", "d\n"], "parallel on sessions in an array and a map");
 check::equal(A.run("ss -Htn state established '( sport = :22 )' | wc -l").stdout, "1\n", "one SSH connection to A for everything");
 "#,
         &[],
