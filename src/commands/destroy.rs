@@ -95,6 +95,14 @@ fn execute(
         p.destroy().await
     });
     let left = ledger.snapshot().resources;
+    // Host keys pinned for instances that are gone: their ids never come
+    // back, and the published ports of local ones are reused by others.
+    let mut forgotten = 0;
+    if left.is_empty() && removed.is_ok() && !ledger.snapshot().host_keys.is_empty() {
+        forgotten = ledger
+            .update(|d| std::mem::take(&mut d.host_keys).len())
+            .map_err(|e| e.to_string())?;
+    }
     drop(ledger);
     if recorded.is_none() && !existed {
         let _ = std::fs::remove_dir_all(&dir);
@@ -109,6 +117,12 @@ fn execute(
     }
     for line in &removed {
         reporter.log(line);
+    }
+    if forgotten > 0 {
+        reporter.log(&format!(
+            "forgot {forgotten} pinned SSH host key{}",
+            if forgotten == 1 { "" } else { "s" }
+        ));
     }
     if left.is_empty() {
         reporter.log(&format!(

@@ -114,9 +114,19 @@ fn the_shipped_lab_works_converges_holds_and_cleans_up() {
         ));
     outputs.push(bad);
 
+    let ledger_before = std::fs::read_to_string(t.lab_dir(&lab).join("ledger.json")).unwrap();
     let destroy = t.run_with(&["destroy", "--lab", &lab]);
-    destroy.assert_code(0);
+    destroy
+        .assert_code(0)
+        .assert_stderr_contains("forgot 3 pinned SSH host keys");
     outputs.push(destroy);
+    let ledger = std::fs::read_to_string(t.lab_dir(&lab).join("ledger.json")).unwrap();
+    let ledger: serde_json::Value = serde_json::from_str(&ledger).unwrap();
+    assert_eq!(
+        ledger["host_keys"],
+        serde_json::json!({}),
+        "pins survived destroy"
+    );
     assert_eq!(
         labelled(&lab),
         "",
@@ -126,10 +136,9 @@ fn the_shipped_lab_works_converges_holds_and_cleans_up() {
     // No secret value appears in anything labrun printed, nor in the ledger.
     let secrets = t.secrets(&lab);
     assert!(secrets.len() >= 2);
-    let ledger = std::fs::read_to_string(t.lab_dir(&lab).join("ledger.json")).unwrap();
     for (name, v) in &secrets {
         assert!(
-            !ledger.contains(v.as_str().unwrap()),
+            !ledger_before.contains(v.as_str().unwrap()),
             "secret {name} is in the ledger"
         );
     }
