@@ -130,6 +130,38 @@ impl Drop for Hosts {
     }
 }
 
+/// A command that times out does not live on: the remote process (also
+/// under `sh -c` and under sudo) is gone, not left holding the host.
+#[test]
+fn ssh_timed_out_commands_are_stopped_on_the_host() {
+    let h = Hosts::new(1);
+    let out = h.run(
+        "stop.rhai",
+        r#"
+import "check" as check;
+for cmd in ["sleep 301", "sh -c 'sleep 302; echo late'", "sleep 303"] {
+    let timed_out = false;
+    try { A.run(cmd, #{timeout: 0.5, sudo: cmd == "sleep 303"}); } catch (e) { timed_out = e.contains("timed out"); }
+    check::that(timed_out, `${cmd} timed out`);
+}
+// Polled for up to 10 s: a stopped command may take a moment to be reaped.
+let left = "";
+for i in 0..100 {
+    left = A.run("ps -eo args | grep '^sleep 30[0-9]' || true").stdout;
+    if left == "" { break; }
+    sleep(0.1);
+}
+check::equal(left, "", "processes left after the timeouts");
+// The check can see a process that does survive.
+A.run("nohup sleep 309 >/dev/null 2>&1 &");
+check::equal(A.run("ps -eo args | grep '^sleep 30[0-9]' || true").stdout, "sleep 309\n", "a detached sleep");
+A.run("pkill -f 'sleep 309'", #{check: false});
+"#,
+        &[],
+    );
+    out.assert_code(0);
+}
+
 #[test]
 fn ssh_run_results_stdin_env_and_failures() {
     let h = Hosts::new(1);
