@@ -118,6 +118,8 @@ pub struct Reporter {
     steps: Mutex<Vec<StepState>>,
     tally: Mutex<Tally>,
     out_lock: Mutex<()>,
+    /// Status words in colour: human mode on a terminal, unless NO_COLOR.
+    colour: bool,
 }
 
 impl Reporter {
@@ -138,6 +140,9 @@ impl Reporter {
             steps: Mutex::new(Vec::new()),
             tally: Mutex::new(Tally::default()),
             out_lock: Mutex::new(()),
+            colour: mode == OutputMode::Human
+                && std::io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
         }
     }
 
@@ -301,19 +306,29 @@ impl Reporter {
                 self.event(ev)
             }
             _ => {
-                let label = match status {
-                    Status::Ok => "ok",
-                    Status::Changed => "changed",
-                    Status::Failed => "FAILED",
+                let (label, ansi) = match status {
+                    Status::Ok => ("ok", "32"),
+                    Status::Changed => ("changed", "33"),
+                    Status::Failed => ("FAILED", "1;31"),
                 };
                 self.line(&format!(
-                    "{}{label:<8}{name} ({})",
+                    "{}{}{name} ({})",
                     "  ".repeat(depth),
+                    self.paint(ansi, &format!("{label:<8}")),
                     format_duration(elapsed)
                 ));
             }
         }
         status
+    }
+
+    /// `text` in an SGR colour when colour is on.
+    fn paint(&self, sgr: &str, text: &str) -> String {
+        if self.colour {
+            format!("\x1b[{sgr}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
     }
 
     /// A message from the playbook (`print`, `debug`) or from labrun itself.
@@ -379,7 +394,8 @@ impl Reporter {
                 self.event(ev)
             }
             _ => self.line(&format!(
-                "{status}: ok={} changed={} failed={} in {}",
+                "{}: ok={} changed={} failed={} in {}",
+                self.paint(if status == "ok" { "32" } else { "1;31" }, status),
                 s.ok,
                 s.changed,
                 s.failed,
