@@ -101,13 +101,12 @@ fn the_shipped_lab_works_converges_holds_and_cleans_up() {
     assert_eq!(after, ids);
     outputs.push(second);
 
-    // A database name MySQL rejects fails the run, names the step, and
-    // the lab can still be destroyed.
-    // (Identifiers are quoted, so only a name too long for MySQL is refused.)
-    let long_name = format!("db_name={}", "x".repeat(70));
-    let bad = t.run_with(&[PLAYBOOK, "--lab", &lab, "--set", &long_name]);
+    // A database name MySQL rejects (a trailing space) fails the run with
+    // the server's words, names the step, and the lab can still be destroyed.
+    let bad = t.run_with(&[PLAYBOOK, "--lab", &lab, "--set", "db_name=bad name "]);
     bad.assert_code(1)
         .assert_stderr_contains("FAILED  create database and remote user")
+        .assert_stderr_contains("ERROR 1102 (42000) at line 1: Incorrect database name 'bad name '")
         .assert_stderr_contains("in step 'create database and remote user'")
         .assert_stderr_contains(&format!(
             "`labrun destroy --lab {lab}` to remove what it created"
