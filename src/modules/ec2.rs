@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use rhai::{Array, Dynamic, Engine, FnNamespace, FuncRegistration, Map, Module, NativeCallContext};
 
-use super::{at_call, func, map_keys};
+use super::{at_call, find_named, func, map_keys};
 use crate::engine::{LabContext, RhaiResult, provider_error, script_error};
 use crate::providers::{Instance, InstanceSpec, SecurityGroup};
 
@@ -276,11 +276,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
                 let list = c
                     .block_on(p.instances())
                     .map_err(|e| provider_error("ec2::find", e))?;
-                Ok(list
-                    .into_iter()
-                    .find(|i| i.name == name)
-                    .map(Dynamic::from)
-                    .unwrap_or(Dynamic::UNIT))
+                Ok(find_named(list, name, |i| &i.name))
             })
         },
     );

@@ -53,6 +53,20 @@ pub fn at_call<T>(nctx: &NativeCallContext, body: impl FnOnce() -> RhaiResult<T>
     })
 }
 
+/// The item called `name` as a script value, or `()`: what the `find`
+/// functions return.
+pub fn find_named<T: Clone + Send + Sync + 'static>(
+    items: Vec<T>,
+    name: &str,
+    name_of: impl Fn(&T) -> &str,
+) -> rhai::Dynamic {
+    items
+        .into_iter()
+        .find(|x| name_of(x) == name)
+        .map(rhai::Dynamic::from)
+        .unwrap_or(rhai::Dynamic::UNIT)
+}
+
 /// Checks an options map: every key known, every required key present.
 pub fn map_keys(function: &str, map: &Map, known: &[&str], required: &[&str]) -> RhaiResult<()> {
     for k in map.keys() {

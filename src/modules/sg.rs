@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use rhai::{Array, Dynamic, Engine, FnNamespace, Map, Module, NativeCallContext};
 
-use super::{at_call, func, map_keys};
+use super::{at_call, find_named, func, map_keys};
 use crate::engine::{LabContext, RhaiResult, provider_error, script_error};
 use crate::providers::{self, Instance, Protocol, Rule, SecurityGroup, Source};
 
@@ -289,11 +289,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
                 let groups = c
                     .block_on(p.groups())
                     .map_err(|e| provider_error("sg::find", e))?;
-                Ok(groups
-                    .into_iter()
-                    .find(|g| g.name == name)
-                    .map(Dynamic::from)
-                    .unwrap_or(Dynamic::UNIT))
+                Ok(find_named(groups, name, |g| &g.name))
             })
         },
     );
