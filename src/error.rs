@@ -62,6 +62,17 @@ pub enum RunError {
 }
 
 impl RunError {
+    /// What the user reads: every message starts with `error:` (diagnostics
+    /// already do; short input errors get it here). Empty when already shown.
+    pub fn user_text(&self) -> String {
+        let text = self.to_string();
+        if text.is_empty() || text.starts_with("error:") {
+            text
+        } else {
+            format!("error: {text}")
+        }
+    }
+
     pub fn exit_code(&self) -> i32 {
         match self {
             RunError::Input(_) | RunError::Syntax(_) => exit::USAGE,

@@ -18,7 +18,7 @@ pub fn run(runtime: &tokio::runtime::Runtime, args: RunArgs) -> i32 {
     match execute(runtime, &args, &reporter) {
         Ok(()) => exit::OK,
         Err(e) => {
-            let text = e.to_string();
+            let text = e.user_text();
             if !text.is_empty() {
                 reporter.error(&text);
             }

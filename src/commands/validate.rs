@@ -15,7 +15,7 @@ pub fn validate(runtime: &tokio::runtime::Runtime, playbook: &Path) -> i32 {
             exit::OK
         }
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("{}", e.user_text());
             e.exit_code()
         }
     }

@@ -313,7 +313,12 @@ fn usage_errors_exit_2() {
         .args(&["missing.rhai"])
         .run()
         .assert_code(2)
-        .assert_stderr_contains("cannot read playbook missing.rhai");
+        .assert_stderr_contains("error: cannot read playbook missing.rhai");
+    Test::new()
+        .args(&["validate", "missing.rhai"])
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("error: cannot read playbook missing.rhai");
     Test::new()
         .playbook("p.rhai", "1;")
         .args(&["--provider", "mars"])
