@@ -77,6 +77,17 @@ pub fn status(e: &Error) -> Option<u16> {
     }
 }
 
+/// Removes a throwaway helper container (image build, firewall) in
+/// whatever state it is in. Failures are ignored: it may already be gone,
+/// and a leftover carries labrun's role label for cleanup.
+pub async fn discard_container(docker: &Docker, name: &str) {
+    let options = bollard::query_parameters::RemoveContainerOptions {
+        force: true,
+        ..Default::default()
+    };
+    let _ = docker.remove_container(name, Some(options)).await;
+}
+
 pub fn is_not_found(e: &Error) -> bool {
     status(e) == Some(404)
 }

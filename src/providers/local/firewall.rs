@@ -16,13 +16,11 @@ use std::process::Stdio;
 
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
-use bollard::query_parameters::{
-    CreateContainerOptions, LogsOptions, RemoveContainerOptions, WaitContainerOptions,
-};
+use bollard::query_parameters::{CreateContainerOptions, LogsOptions, WaitContainerOptions};
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
-use super::docker::api;
+use super::docker::{self, api};
 use super::instances::{LABEL_LAB, LABEL_ROLE};
 use crate::providers::{ProviderError, ProviderResult, SecurityGroup, Source};
 
@@ -107,7 +105,7 @@ impl Mode {
         let root = unsafe { libc::geteuid() } == 0;
         let usable = cfg!(target_os = "linux")
             && root
-            && super::docker::engine_is_local()
+            && docker::engine_is_local()
             && on_path("nsenter")
             && on_path("nft");
         Ok(if usable {
@@ -271,15 +269,7 @@ async fn apply_in_container(
         )))
     }
     .await;
-    let _ = docker
-        .remove_container(
-            &id,
-            Some(RemoveContainerOptions {
-                force: true,
-                ..Default::default()
-            }),
-        )
-        .await;
+    docker::discard_container(docker, &id).await;
     result
 }
 

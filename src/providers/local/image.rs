@@ -27,7 +27,7 @@ use bollard::Docker;
 use bollard::models::{ContainerConfig, ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
     CommitContainerOptions, CreateContainerOptions, CreateImageOptions, LogsOptions,
-    RemoveContainerOptions, WaitContainerOptions,
+    WaitContainerOptions,
 };
 use futures_util::StreamExt;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
@@ -744,15 +744,7 @@ async fn build_from_upstream(
         }
     }
     let name = format!("labrun-build-{}", r.name);
-    let _ = docker
-        .remove_container(
-            &name,
-            Some(RemoveContainerOptions {
-                force: true,
-                ..Default::default()
-            }),
-        )
-        .await;
+    docker::discard_container(docker, &name).await;
     // Inputs go in the script, not the container's environment, which the
     // commit would keep.
     let script = format!(
@@ -784,15 +776,7 @@ async fn build_from_upstream(
         .await
         .map_err(|e| api("creating the image build container", e))?;
     let result = run_build_container(docker, r, &name, reference, bar).await;
-    let _ = docker
-        .remove_container(
-            &name,
-            Some(RemoveContainerOptions {
-                force: true,
-                ..Default::default()
-            }),
-        )
-        .await;
+    docker::discard_container(docker, &name).await;
     result
 }
 
