@@ -260,6 +260,18 @@ fn write_file(
     Ok(changed)
 }
 
+fn read_file(ctx: &LabContext, s: &Session, path: &str, sudo: bool) -> RhaiResult<String> {
+    ctx.check_cancel()?;
+    ctx.block_on(s.read_file(path, sudo))
+        .map_err(|e| fail("ssh.read_file", e))
+}
+
+fn file_exists(ctx: &LabContext, s: &Session, path: &str, sudo: bool) -> RhaiResult<bool> {
+    ctx.check_cancel()?;
+    ctx.block_on(s.file_exists(path, sudo))
+        .map_err(|e| fail("ssh.file_exists", e))
+}
+
 fn replace_line(
     ctx: &LabContext,
     s: &Session,
@@ -464,22 +476,15 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
         "read_file",
         &["this: Session", "path: string", "String"],
         "The content of `path` (read as root).",
-        move |s: &mut Session, path: &str| -> RhaiResult<String> {
-            c.check_cancel()?;
-            c.block_on(s.read_file(path, true))
-                .map_err(|e| fail("ssh.read_file", e))
-        }
+        move |s: &mut Session, path: &str| read_file(&c, s, path, true)
     );
     let c = ctx.clone();
     method!(
         "read_file",
         &["this: Session", "path: string", "options: Map", "String"],
         "`read_file` with `#{sudo}` (`sudo: false` reads as the login user).",
-        move |s: &mut Session, path: &str, o: Map| -> RhaiResult<String> {
-            c.check_cancel()?;
-            let sudo = sudo_flag("ssh.read_file", &o)?;
-            c.block_on(s.read_file(path, sudo))
-                .map_err(|e| fail("ssh.read_file", e))
+        move |s: &mut Session, path: &str, o: Map| {
+            read_file(&c, s, path, sudo_flag("ssh.read_file", &o)?)
         }
     );
     let c = ctx.clone();
@@ -487,22 +492,15 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
         "file_exists",
         &["this: Session", "path: string", "bool"],
         "Whether `path` exists (checked as root).",
-        move |s: &mut Session, path: &str| -> RhaiResult<bool> {
-            c.check_cancel()?;
-            c.block_on(s.file_exists(path, true))
-                .map_err(|e| fail("ssh.file_exists", e))
-        }
+        move |s: &mut Session, path: &str| file_exists(&c, s, path, true)
     );
     let c = ctx.clone();
     method!(
         "file_exists",
         &["this: Session", "path: string", "options: Map", "bool"],
         "`file_exists` with `#{sudo}`.",
-        move |s: &mut Session, path: &str, o: Map| -> RhaiResult<bool> {
-            c.check_cancel()?;
-            let sudo = sudo_flag("ssh.file_exists", &o)?;
-            c.block_on(s.file_exists(path, sudo))
-                .map_err(|e| fail("ssh.file_exists", e))
+        move |s: &mut Session, path: &str, o: Map| {
+            file_exists(&c, s, path, sudo_flag("ssh.file_exists", &o)?)
         }
     );
     let c = ctx.clone();
