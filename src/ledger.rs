@@ -24,14 +24,7 @@ use crate::secrets;
 /// Where labs' state lives: `LABRUN_STATE_DIR`, else `$XDG_STATE_HOME/labrun`,
 /// else `~/.local/state/labrun`.
 pub fn state_root() -> PathBuf {
-    if let Some(dir) = std::env::var_os("LABRUN_STATE_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir).join("labrun");
-    }
-    let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
-    PathBuf::from(home).join(".local/state/labrun")
+    crate::dirs::labrun_dir("LABRUN_STATE_DIR", "XDG_STATE_HOME", ".local/state/labrun")
 }
 
 /// Lab names become directory names, Docker labels and AWS tags.

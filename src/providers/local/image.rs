@@ -218,14 +218,7 @@ fn sources(r: &Recipe) -> String {
 /// Where labrun keeps build work and locks: `LABRUN_CACHE_DIR`, else
 /// `$XDG_CACHE_HOME/labrun`, else `~/.cache/labrun`.
 pub fn cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("LABRUN_CACHE_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d);
-    }
-    if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d).join("labrun");
-    }
-    let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
-    PathBuf::from(home).join(".cache/labrun")
+    crate::dirs::labrun_dir("LABRUN_CACHE_DIR", "XDG_CACHE_HOME", ".cache/labrun")
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
