@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
+use crate::providers::ProviderKind;
 use crate::report::OutputMode;
 
 /// Run lab playbooks: Rhai scripts that build a small infrastructure lab
@@ -98,23 +99,6 @@ impl AwsArgs {
             profile: given(&self.profile),
             endpoint_url: given(&self.endpoint_url),
             ..Default::default()
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ProviderKind {
-    /// Docker containers on this machine, with enforced security groups
-    Local,
-    /// Amazon EC2
-    Aws,
-}
-
-impl ProviderKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::Local => "local",
-            ProviderKind::Aws => "aws",
         }
     }
 }

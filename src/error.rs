@@ -36,8 +36,8 @@ pub enum LedgerError {
     )]
     ProviderMismatch {
         lab: String,
-        recorded: String,
-        requested: String,
+        recorded: crate::providers::ProviderKind,
+        requested: crate::providers::ProviderKind,
     },
 }
 

@@ -68,7 +68,13 @@ mod tests {
     fn key_is_generated_once_and_private() {
         use std::os::unix::fs::PermissionsExt;
         let root = tempfile::tempdir().unwrap();
-        let ledger = Ledger::open(root.path(), "k", "local", Redactor::new()).unwrap();
+        let ledger = Ledger::open(
+            root.path(),
+            "k",
+            crate::providers::ProviderKind::Local,
+            Redactor::new(),
+        )
+        .unwrap();
         let a = ensure(&ledger, "k").unwrap();
         let b = ensure(&ledger, "k").unwrap();
         assert_eq!(a.public_line, b.public_line);

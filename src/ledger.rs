@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::LedgerError;
+use crate::providers::ProviderKind;
 use crate::redact::Redactor;
 use crate::secrets;
 
@@ -52,6 +53,34 @@ pub fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
+/// What a ledger entry is. Serialised as `instance`, `network`,
+/// `security_group`, `key_pair` (the names ledgers have always used).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceKind {
+    Instance,
+    Network,
+    SecurityGroup,
+    KeyPair,
+}
+
+impl ResourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::Instance => "instance",
+            ResourceKind::Network => "network",
+            ResourceKind::SecurityGroup => "security_group",
+            ResourceKind::KeyPair => "key_pair",
+        }
+    }
+}
+
+impl std::fmt::Display for ResourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ResourceState {
@@ -64,8 +93,7 @@ pub enum ResourceState {
 /// One thing the lab created at its provider.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Resource {
-    /// `network`, `instance`, `security_group`, `key_pair`, ...
-    pub kind: String,
+    pub kind: ResourceKind,
     /// The lab-level name (unique per kind within the lab).
     pub name: String,
     pub id: Option<String>,
@@ -80,7 +108,7 @@ pub struct Resource {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct LedgerData {
     pub lab: String,
-    pub provider: String,
+    pub provider: ProviderKind,
     #[serde(default)]
     pub region: Option<String>,
     #[serde(default)]
@@ -106,11 +134,6 @@ impl LedgerData {
             Err(e) => Err(LedgerError::Io(path, e)),
         }
     }
-
-    /// Resources still worth destroying: everything recorded.
-    pub fn live_resources(&self) -> impl Iterator<Item = &Resource> {
-        self.resources.iter()
-    }
 }
 
 /// An open, locked lab ledger.
@@ -129,7 +152,7 @@ impl Ledger {
     pub fn open(
         root: &Path,
         lab: &str,
-        provider: &str,
+        provider: ProviderKind,
         redactor: Redactor,
     ) -> Result<Ledger, LedgerError> {
         validate_lab_name(lab)?;
@@ -164,17 +187,14 @@ impl Ledger {
                     return Err(LedgerError::ProviderMismatch {
                         lab: lab.to_string(),
                         recorded: d.provider,
-                        requested: provider.to_string(),
+                        requested: provider,
                     });
                 }
-                LedgerData {
-                    provider: provider.to_string(),
-                    ..d
-                }
+                LedgerData { provider, ..d }
             }
             None => LedgerData {
                 lab: lab.to_string(),
-                provider: provider.to_string(),
+                provider,
                 created_at: now,
                 updated_at: now,
                 ..Default::default()
@@ -233,7 +253,7 @@ impl Ledger {
     }
 
     /// Records that a resource is about to be created.
-    pub fn intend(&self, kind: &str, name: &str, data: Value) -> Result<(), LedgerError> {
+    pub fn intend(&self, kind: ResourceKind, name: &str, data: Value) -> Result<(), LedgerError> {
         self.update(|d| {
             if let Some(r) = d
                 .resources
@@ -246,7 +266,7 @@ impl Ledger {
                 return;
             }
             d.resources.push(Resource {
-                kind: kind.into(),
+                kind,
                 name: name.into(),
                 id: None,
                 state: ResourceState::Pending,
@@ -259,14 +279,14 @@ impl Ledger {
     /// Records that a resource exists, with its provider id.
     pub fn created(
         &self,
-        kind: &str,
+        kind: ResourceKind,
         name: &str,
         id: &str,
         data: Value,
     ) -> Result<(), LedgerError> {
         self.update(|d| {
             let entry = Resource {
-                kind: kind.into(),
+                kind,
                 name: name.into(),
                 id: Some(id.into()),
                 state: ResourceState::Created,
@@ -285,11 +305,11 @@ impl Ledger {
     }
 
     /// Drops a resource (by name) that no longer exists.
-    pub fn forget(&self, kind: &str, name: &str) -> Result<(), LedgerError> {
+    pub fn forget(&self, kind: ResourceKind, name: &str) -> Result<(), LedgerError> {
         self.update(|d| d.resources.retain(|r| !(r.kind == kind && r.name == name)))
     }
 
-    pub fn resources(&self, kind: &str) -> Vec<Resource> {
+    pub fn resources(&self, kind: ResourceKind) -> Vec<Resource> {
         let data = self.data.lock().expect("ledger lock");
         data.resources
             .iter()
@@ -372,10 +392,11 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let r = Redactor::new();
         let pw = {
-            let l = Ledger::open(root.path(), "t1", "local", r.clone()).unwrap();
-            l.intend("instance", "web", Value::Null).unwrap();
+            let l = Ledger::open(root.path(), "t1", ProviderKind::Local, r.clone()).unwrap();
+            l.intend(ResourceKind::Instance, "web", Value::Null)
+                .unwrap();
             l.created(
-                "instance",
+                ResourceKind::Instance,
                 "web",
                 "i-1",
                 serde_json::json!({"ip": "10.0.0.2"}),
@@ -383,8 +404,8 @@ mod tests {
             .unwrap();
             l.secret("db").unwrap()
         };
-        let l = Ledger::open(root.path(), "t1", "local", Redactor::new()).unwrap();
-        let res = l.resources("instance");
+        let l = Ledger::open(root.path(), "t1", ProviderKind::Local, Redactor::new()).unwrap();
+        let res = l.resources(ResourceKind::Instance);
         assert_eq!(res.len(), 1);
         assert_eq!(res[0].id.as_deref(), Some("i-1"));
         assert_eq!(l.secret("db").unwrap(), pw);
@@ -397,8 +418,8 @@ mod tests {
     #[test]
     fn second_open_is_refused_while_locked() {
         let root = tempfile::tempdir().unwrap();
-        let _a = Ledger::open(root.path(), "t2", "local", Redactor::new()).unwrap();
-        match Ledger::open(root.path(), "t2", "local", Redactor::new()) {
+        let _a = Ledger::open(root.path(), "t2", ProviderKind::Local, Redactor::new()).unwrap();
+        match Ledger::open(root.path(), "t2", ProviderKind::Local, Redactor::new()) {
             Err(LedgerError::Locked { lab, .. }) => assert_eq!(lab, "t2"),
             other => panic!("expected Locked, got {:?}", other.err()),
         }

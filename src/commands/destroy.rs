@@ -10,7 +10,7 @@ use crate::cli::DestroyArgs;
 use crate::error::exit;
 use crate::keys;
 use crate::ledger::{self, Ledger, LedgerData};
-use crate::providers::{self, LabScope};
+use crate::providers::{LabScope, ProviderKind};
 use crate::redact::Redactor;
 use crate::report::{OutputMode, Reporter};
 
@@ -72,9 +72,9 @@ fn execute(
     // local engine (a state directory that was removed, say): look there.
     let provider = recorded
         .as_ref()
-        .map_or_else(|| "local".to_string(), |d| d.provider.clone());
+        .map_or(ProviderKind::Local, |d| d.provider);
     let ledger = Arc::new(
-        Ledger::open(root, lab, &provider, reporter.redactor().clone())
+        Ledger::open(root, lab, provider, reporter.redactor().clone())
             .map_err(|e| e.to_string())?,
     );
     let public_key = if recorded.is_some() {
@@ -91,7 +91,7 @@ fn execute(
         public_key,
     };
     let removed = runtime.block_on(async {
-        let p = providers::connect(&provider, scope, &args.aws.options()).await?;
+        let p = provider.connect(scope, &args.aws.options()).await?;
         p.destroy().await
     });
     let left = ledger.snapshot().resources;

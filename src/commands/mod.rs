@@ -20,7 +20,7 @@ use crate::report::{OutputMode, Reporter};
 pub fn offline_context(runtime: &tokio::runtime::Runtime, playbook: &Path) -> Arc<LabContext> {
     Arc::new(LabContext {
         lab: "validate".into(),
-        provider: "local".into(),
+        provider: crate::providers::ProviderKind::Local,
         playbook: playbook.to_path_buf(),
         reporter: Arc::new(Reporter::new(OutputMode::Plain, false, Redactor::new())),
         ledger: None,

@@ -64,7 +64,7 @@ fn execute(
         engine::compile(&engine, &args.playbook, &sources)?
     };
 
-    let provider = args.provider.as_str();
+    let provider = args.provider;
     let ledger = Arc::new(Ledger::open(
         &ledger::state_root(),
         &lab,
@@ -76,7 +76,7 @@ fn execute(
     let cancel = Arc::new(AtomicBool::new(false));
     let ctx = Arc::new(LabContext {
         lab: lab.clone(),
-        provider: provider.to_string(),
+        provider,
         playbook: args.playbook.clone(),
         reporter: reporter.clone(),
         ledger: Some(ledger.clone()),
@@ -94,7 +94,7 @@ fn execute(
     let interrupt = runtime.spawn(watch_ctrl_c(cancel.clone(), reporter.clone()));
 
     let playbook_name = engine::source_name(&args.playbook);
-    reporter.run_started(&playbook_name, &lab, provider);
+    reporter.run_started(&playbook_name, &lab, provider.as_str());
     let result = {
         let engine = engine.clone();
         runtime.block_on(async move {
@@ -158,10 +158,7 @@ fn execute(
         reporter.error(&e.to_string());
     }
     reporter.run_finished(short.as_deref());
-    if provider == "aws"
-        && let Some(notice) =
-            crate::providers::aws::running_notice(&lab, &ledger.snapshot(), &ctx.provider_options)
-    {
+    if let Some(notice) = provider.closing_notice(&lab, &ledger.snapshot(), &ctx.provider_options) {
         reporter.warn(&notice);
     }
     outcome.map_err(|e| match e {

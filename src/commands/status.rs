@@ -5,7 +5,7 @@
 use crate::error::exit;
 use crate::ledger::{self, LedgerData, now_secs};
 use crate::providers::Instance;
-use crate::providers::local::{self, docker, groups, network};
+use crate::providers::local::groups;
 
 /// `42s`, `5m`, `3h`, `2d`.
 pub fn age(since: u64) -> String {
@@ -31,7 +31,6 @@ pub fn status(runtime: &tokio::runtime::Runtime, only: Option<&str>) -> i32 {
         }
         return exit::OK;
     }
-    let mut engine = None;
     for lab in labs {
         let dir = root.join("labs").join(&lab);
         match LedgerData::load(&dir) {
@@ -47,17 +46,9 @@ pub fn status(runtime: &tokio::runtime::Runtime, only: Option<&str>) -> i32 {
                     age(d.created_at),
                     age(d.updated_at)
                 );
-                if d.provider == "local" {
-                    let docker = engine.get_or_insert_with(|| runtime.block_on(docker::connect()));
-                    let live = match docker {
-                        Ok(docker) => runtime
-                            .block_on(local::lab_instances(docker, &lab))
-                            .map_err(|e| e.to_string()),
-                        Err(e) => Err(e.to_string()),
-                    };
-                    print_local(&d, live);
-                } else {
-                    print_recorded(&d);
+                match runtime.block_on(d.provider.observe(&lab)) {
+                    Some(live) => print_local(&d, live.map_err(|e| e.to_string())),
+                    None => print_recorded(&d),
                 }
             }
             Ok(None) => {}
@@ -100,7 +91,11 @@ fn print_local(d: &LedgerData, live: Result<Vec<Instance>, String>) {
             );
         }
     }
-    for r in d.resources.iter().filter(|r| r.kind == network::KIND) {
+    for r in d
+        .resources
+        .iter()
+        .filter(|r| r.kind == ledger::ResourceKind::Network)
+    {
         println!(
             "  network {} {}",
             r.name,

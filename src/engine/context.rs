@@ -9,14 +9,14 @@ use std::time::Duration;
 use rhai::EvalAltResult;
 
 use crate::ledger::Ledger;
-use crate::providers::{self, LabScope, Provider, ProviderError, ProviderOptions};
+use crate::providers::{LabScope, Provider, ProviderError, ProviderKind, ProviderOptions};
 use crate::report::Reporter;
 
 /// Shared state of one run (or of an engine built only to validate or to
 /// print docs, in which case there is no ledger).
 pub struct LabContext {
     pub lab: String,
-    pub provider: String,
+    pub provider: ProviderKind,
     pub playbook: PathBuf,
     pub reporter: Arc<Reporter>,
     pub ledger: Option<Arc<Ledger>>,
@@ -105,11 +105,7 @@ impl LabContext {
             public_key: key.public_line,
         };
         let p = self
-            .block_on(providers::connect(
-                &self.provider,
-                scope,
-                &self.provider_options,
-            ))
+            .block_on(self.provider.connect(scope, &self.provider_options))
             .map_err(|e| provider_error("provider", e))?;
         *slot = Some(p.clone());
         Ok(p)

@@ -8,15 +8,6 @@ use super::{at_call, find_named, func, map_keys};
 use crate::engine::{LabContext, RhaiResult, provider_error, script_error};
 use crate::providers::{Instance, InstanceSpec, SecurityGroup};
 
-/// The default image when a spec names none.
-pub fn default_image(provider: &str) -> &'static str {
-    if provider == "aws" {
-        "ubuntu-22.04"
-    } else {
-        "debian-12"
-    }
-}
-
 const SPEC_KEYS: &[&str] = &["name", "image", "instance_type", "security_groups"];
 
 /// Reads an instance spec map, resolving groups given by name.
@@ -40,7 +31,7 @@ fn spec_from_map(ctx: &LabContext, spec: Map) -> RhaiResult<InstanceSpec> {
             "ec2::launch: name '{name}' must be non-empty letters, digits, '-' or '_'"
         )));
     }
-    let image = text("image", default_image(&ctx.provider))?;
+    let image = text("image", ctx.provider.default_image())?;
     let instance_type = text("instance_type", "t2.micro")?;
     let mut security_groups = Vec::new();
     if let Some(groups) = spec.get("security_groups") {

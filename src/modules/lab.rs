@@ -143,7 +143,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
         &["String"],
         "The provider this run uses: `local` or `aws`.",
     )
-    .register_into_engine(engine, move || -> String { c.provider.clone() });
+    .register_into_engine(engine, move || -> String { c.provider.to_string() });
 
     let c = ctx.clone();
     func(

@@ -3,6 +3,8 @@
 //! the local (Docker) and AWS implementations sit side by side behind it.
 
 pub mod aws;
+pub mod error;
+pub mod kind;
 pub mod local;
 pub mod types;
 
@@ -10,36 +12,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use error::{ProviderError, ProviderResult};
+pub use kind::ProviderKind;
 pub use types::*;
 
 use crate::ledger::Ledger;
 use crate::report::Reporter;
-
-/// What went wrong at a provider, with what a user needs to act.
-#[derive(Debug, thiserror::Error)]
-pub enum ProviderError {
-    /// Bad input from the playbook (unknown image or type, malformed CIDR).
-    #[error("{0}")]
-    Invalid(String),
-    /// The provider cannot be reached or used at all; the text says how to fix it.
-    #[error("{0}")]
-    Unavailable(String),
-    /// An API call failed: `action` is what labrun was doing.
-    #[error("{action}: {code}: {message}")]
-    Api {
-        action: String,
-        code: String,
-        message: String,
-    },
-    #[error("{kind} '{id}' not found")]
-    NotFound { kind: &'static str, id: String },
-    #[error("{0}")]
-    Ledger(#[from] crate::error::LedgerError),
-    #[error("{0}")]
-    Other(String),
-}
-
-pub type ProviderResult<T> = Result<T, ProviderError>;
 
 /// Everything a provider needs to know about the lab it works for.
 #[derive(Clone)]
@@ -70,9 +48,6 @@ pub struct ProviderOptions {
 /// every mutating method is idempotent and says whether it changed anything.
 #[async_trait]
 pub trait Provider: Send + Sync {
-    /// `local` or `aws`.
-    fn name(&self) -> &'static str;
-
     /// Where labrun's own traffic to instances comes from, as a CIDR: what
     /// an SSH rule for the operator must allow.
     async fn operator_cidr(&self) -> ProviderResult<String>;
@@ -110,21 +85,4 @@ pub trait Provider: Send + Sync {
 
     /// Images this provider can launch, for errors and `labrun images`.
     async fn images(&self) -> ProviderResult<Vec<ImageInfo>>;
-}
-
-/// Connects to the provider `kind` for `scope`.
-pub async fn connect(
-    kind: &str,
-    scope: LabScope,
-    options: &ProviderOptions,
-) -> ProviderResult<Arc<dyn Provider>> {
-    match kind {
-        "local" => Ok(Arc::new(
-            local::LocalProvider::connect(scope, options).await?,
-        )),
-        "aws" => Ok(Arc::new(aws::AwsProvider::connect(scope, options).await?)),
-        _ => Err(ProviderError::Unavailable(format!(
-            "provider '{kind}' is not available in this build"
-        ))),
-    }
 }

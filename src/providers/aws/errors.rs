@@ -25,7 +25,11 @@ where
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => ProviderError::Unavailable(
             format!("{action}: cannot reach the EC2 API: {}", causes(&err)),
         ),
-        _ => ProviderError::Other(format!("{action}: {}", DisplayErrorContext(&err))),
+        _ => ProviderError::Sdk {
+            action,
+            message: DisplayErrorContext(&err).to_string(),
+            source: Box::new(err),
+        },
     }
 }
 

@@ -30,7 +30,7 @@ use super::{
     ImageInfo, Instance, InstanceSpec, LabScope, Provider, ProviderError, ProviderOptions,
     ProviderResult, Rule, SecurityGroup, parse_cidr,
 };
-use crate::ledger::ResourceState;
+use crate::ledger::{ResourceKind, ResourceState};
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use errors::{code, is_not_found};
 use images::ImageRef;
@@ -138,7 +138,7 @@ pub fn running_notice(
     let n = data
         .resources
         .iter()
-        .filter(|r| r.kind == "instance")
+        .filter(|r| r.kind == ResourceKind::Instance)
         .count();
     if n == 0 {
         return None;
@@ -442,12 +442,14 @@ impl AwsProvider {
                     )));
                 }
                 if let Some(id) = kp.key_pair_id() {
-                    self.record_created("key_pair", &name, id, json!({}))?;
+                    self.record_created(ResourceKind::KeyPair, &name, id, json!({}))?;
                 }
                 Ok(name)
             }
             Err(e) if is_not_found(&e) => {
-                self.scope.ledger.intend("key_pair", &name, json!({}))?;
+                self.scope
+                    .ledger
+                    .intend(ResourceKind::KeyPair, &name, json!({}))?;
                 let out = self
                     .ec2
                     .import_key_pair()
@@ -460,7 +462,7 @@ impl AwsProvider {
                 let id = out.key_pair_id().unwrap_or(&name);
                 self.scope
                     .ledger
-                    .created("key_pair", &name, id, json!({}))?;
+                    .created(ResourceKind::KeyPair, &name, id, json!({}))?;
                 self.progress(&format!("imported key pair {name} ({id})"));
                 Ok(name)
             }
@@ -472,7 +474,7 @@ impl AwsProvider {
     /// crashed between creating and recording it).
     fn record_created(
         &self,
-        kind: &str,
+        kind: ResourceKind,
         name: &str,
         id: &str,
         data: serde_json::Value,
@@ -633,7 +635,7 @@ impl AwsProvider {
                             .state_reason()
                             .and_then(|r| r.message())
                             .unwrap_or("no reason given");
-                        return Err(ProviderError::Other(format!(
+                        return Err(ProviderError::State(format!(
                             "instance '{name}' ({id}) is {other} instead of running: {reason}"
                         )));
                     }
@@ -641,7 +643,7 @@ impl AwsProvider {
                 self.progress(&format!("{name} ({id}) is {}", inst.state));
             }
             if started.elapsed() > WAIT_RUNNING {
-                return Err(ProviderError::Other(format!(
+                return Err(ProviderError::State(format!(
                     "instance '{name}' ({id}) is not running after {} s; see the EC2 console",
                     WAIT_RUNNING.as_secs()
                 )));
@@ -667,7 +669,7 @@ impl AwsProvider {
                 return Ok(());
             }
             if started.elapsed() > WAIT_TERMINATED {
-                return Err(ProviderError::Other(format!(
+                return Err(ProviderError::State(format!(
                     "instances {} are not terminated after {} s",
                     left.join(", "),
                     WAIT_TERMINATED.as_secs()
@@ -685,7 +687,7 @@ impl AwsProvider {
     fn client_token(&self, name: &str, subnet: &str) -> String {
         self.scope
             .ledger
-            .resources("instance")
+            .resources(ResourceKind::Instance)
             .into_iter()
             .find(|r| {
                 r.name == name
@@ -710,7 +712,7 @@ impl AwsProvider {
                     tokio::time::sleep(backoff(attempt)).await
                 }
                 other => {
-                    return Err(ProviderError::Other(format!(
+                    return Err(ProviderError::State(format!(
                         "instance '{}' ({}) is {} and cannot be started",
                         inst.name,
                         inst.id,
@@ -822,10 +824,6 @@ impl AwsProvider {
 
 #[async_trait]
 impl Provider for AwsProvider {
-    fn name(&self) -> &'static str {
-        "aws"
-    }
-
     async fn operator_cidr(&self) -> ProviderResult<String> {
         if let Some(c) = &self.operator_cidr {
             return Ok(c.clone());
@@ -859,7 +857,7 @@ impl Provider for AwsProvider {
         {
             let group = self.to_group(g);
             self.record_created(
-                "security_group",
+                ResourceKind::SecurityGroup,
                 name,
                 &group.id,
                 json!({"vpc": g.vpc_id(), "group_name": g.group_name()}),
@@ -869,7 +867,7 @@ impl Provider for AwsProvider {
         let vpc = self.network().await?.vpc.clone();
         let group_name = self.group_name(name);
         self.scope.ledger.intend(
-            "security_group",
+            ResourceKind::SecurityGroup,
             name,
             json!({"vpc": vpc, "group_name": group_name}),
         )?;
@@ -895,7 +893,7 @@ impl Provider for AwsProvider {
             })?;
         let id = out.group_id().unwrap_or_default().to_string();
         self.scope.ledger.created(
-            "security_group",
+            ResourceKind::SecurityGroup,
             name,
             &id,
             json!({"vpc": vpc, "group_name": group_name}),
@@ -995,7 +993,12 @@ impl Provider for AwsProvider {
             .find(|i| tag_value(i.tags(), TAG_NAME) == Some(name))
         {
             let inst = self.to_instance(i);
-            self.record_created("instance", name, &inst.id, json!({"image": inst.image}))?;
+            self.record_created(
+                ResourceKind::Instance,
+                name,
+                &inst.id,
+                json!({"image": inst.image}),
+            )?;
             return match inst.state.as_str() {
                 "running" => Ok((inst, false)),
                 "pending" => Ok((self.wait_running(&inst.id, name).await?, false)),
@@ -1031,7 +1034,9 @@ impl Provider for AwsProvider {
                 "instance_type": spec.instance_type,
                 "subnet": subnet,
             });
-            self.scope.ledger.intend("instance", name, data.clone())?;
+            self.scope
+                .ledger
+                .intend(ResourceKind::Instance, name, data.clone())?;
             let result = self
                 .ec2
                 .run_instances()
@@ -1067,7 +1072,7 @@ impl Provider for AwsProvider {
                         Some("Unsupported" | "InsufficientInstanceCapacity")
                     ) && subnets.peek().is_some() =>
                 {
-                    self.scope.ledger.forget("instance", name)?;
+                    self.scope.ledger.forget(ResourceKind::Instance, name)?;
                     self.progress(&format!(
                         "{subnet} cannot run {} ({}); trying {}",
                         spec.instance_type,
@@ -1083,10 +1088,12 @@ impl Provider for AwsProvider {
                 .first()
                 .and_then(|i| i.instance_id())
                 .ok_or_else(|| {
-                    ProviderError::Other(format!("launching instance '{name}': EC2 returned no id"))
+                    ProviderError::State(format!("launching instance '{name}': EC2 returned no id"))
                 })?
                 .to_string();
-            self.scope.ledger.created("instance", name, &id, data)?;
+            self.scope
+                .ledger
+                .created(ResourceKind::Instance, name, &id, data)?;
             self.progress(&format!("launched {name} ({id}), waiting until it runs"));
             let inst = self.wait_running(&id, name).await?;
             return Ok((inst, true));
@@ -1117,7 +1124,9 @@ impl Provider for AwsProvider {
         }
         let inst = self.to_instance(&i);
         if inst.state == "terminated" {
-            self.scope.ledger.forget("instance", &inst.name)?;
+            self.scope
+                .ledger
+                .forget(ResourceKind::Instance, &inst.name)?;
             return Ok(false);
         }
         self.ec2
@@ -1127,7 +1136,9 @@ impl Provider for AwsProvider {
             .await
             .map_err(|e| self.api(format!("terminating instance '{}' ({id})", inst.name), e))?;
         self.wait_terminated(&[id.to_string()]).await?;
-        self.scope.ledger.forget("instance", &inst.name)?;
+        self.scope
+            .ledger
+            .forget(ResourceKind::Instance, &inst.name)?;
         Ok(true)
     }
 
@@ -1146,7 +1157,7 @@ impl Provider for AwsProvider {
                 (inst.id, inst.name)
             })
             .collect();
-        for r in ledger.resources("instance") {
+        for r in ledger.resources(ResourceKind::Instance) {
             if let Some(id) = r.id
                 && !instances.iter().any(|(i, _)| *i == id)
                 && let Some(i) = self.describe_instance(&id).await?
@@ -1169,8 +1180,8 @@ impl Provider for AwsProvider {
                 removed.push(format!("terminated instance {name} ({id})"));
             }
         }
-        for r in ledger.resources("instance") {
-            ledger.forget("instance", &r.name)?;
+        for r in ledger.resources(ResourceKind::Instance) {
+            ledger.forget(ResourceKind::Instance, &r.name)?;
         }
 
         // Groups: first drop rules naming other groups, which would keep
@@ -1206,7 +1217,7 @@ impl Provider for AwsProvider {
             }
             groups.push((id, name));
         }
-        for r in ledger.resources("security_group") {
+        for r in ledger.resources(ResourceKind::SecurityGroup) {
             if let Some(id) = r.id
                 && !groups.iter().any(|(g, _)| *g == id)
             {
@@ -1218,8 +1229,8 @@ impl Provider for AwsProvider {
                 removed.push(format!("deleted security group {name} ({id})"));
             }
         }
-        for r in ledger.resources("security_group") {
-            ledger.forget("security_group", &r.name)?;
+        for r in ledger.resources(ResourceKind::SecurityGroup) {
+            ledger.forget(ResourceKind::SecurityGroup, &r.name)?;
         }
 
         // The key pair: by tag and by the ledger's name.
@@ -1234,7 +1245,7 @@ impl Provider for AwsProvider {
             .iter()
             .filter_map(|k| k.key_name().map(String::from))
             .collect();
-        for r in ledger.resources("key_pair") {
+        for r in ledger.resources(ResourceKind::KeyPair) {
             if !keys.contains(&r.name) {
                 keys.push(r.name);
             }
@@ -1270,7 +1281,7 @@ impl Provider for AwsProvider {
                     .map_err(|e| self.api(format!("deleting key pair '{name}'"), e))?;
                 removed.push(format!("deleted key pair {name}"));
             }
-            ledger.forget("key_pair", name)?;
+            ledger.forget(ResourceKind::KeyPair, name)?;
         }
         Ok(removed)
     }
@@ -1315,7 +1326,7 @@ mod tests {
         };
         assert_eq!(running_notice("lab", &data, &aws), None);
         let instance = |name: &str| crate::ledger::Resource {
-            kind: "instance".into(),
+            kind: ResourceKind::Instance,
             name: name.into(),
             id: Some(format!("i-{name}")),
             state: ResourceState::Created,

@@ -179,20 +179,26 @@ async fn apply_nsenter(pid: i64, ruleset: &str) -> ProviderResult<()> {
         stdin
             .write_all(ruleset.as_bytes())
             .await
-            .map_err(|e| ProviderError::Other(format!("writing the nft ruleset: {e}")))?;
+            .map_err(|source| ProviderError::Spawn {
+                what: "writing the nft ruleset".into(),
+                source,
+            })?;
     }
     let out = child
         .wait_with_output()
         .await
-        .map_err(|e| ProviderError::Other(format!("nsenter: {e}")))?;
+        .map_err(|source| ProviderError::Spawn {
+            what: "nsenter".into(),
+            source,
+        })?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(ProviderError::Other(format!(
-            "applying the security group with nft failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
+        Err(ProviderError::Command {
+            what: "applying the security group with nft".into(),
+            status: out.status.to_string(),
+            output: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
     }
 }
 
@@ -263,10 +269,11 @@ async fn apply_in_container(
         while let Some(Ok(chunk)) = logs.next().await {
             text.push_str(&chunk.to_string());
         }
-        Err(ProviderError::Other(format!(
-            "applying the security group with nft failed (exit {code}): {}",
-            text.trim()
-        )))
+        Err(ProviderError::Command {
+            what: "applying the security group with nft".into(),
+            status: format!("exit {code}"),
+            output: text.trim().to_string(),
+        })
     }
     .await;
     docker::discard_container(docker, &id).await;

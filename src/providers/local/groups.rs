@@ -4,10 +4,8 @@
 
 use serde_json::{Value, json};
 
-use crate::ledger::{Ledger, LedgerData, Resource, ResourceState};
+use crate::ledger::{Ledger, LedgerData, Resource, ResourceKind, ResourceState};
 use crate::providers::{ProviderError, ProviderResult, Rule, SecurityGroup};
-
-pub const KIND: &str = "security_group";
 
 /// `sg-` and 17 hex digits, like EC2's.
 pub fn new_id() -> String {
@@ -32,7 +30,7 @@ fn to_data(g: &SecurityGroup) -> Value {
 pub fn from_ledger(data: &LedgerData) -> Vec<SecurityGroup> {
     data.resources
         .iter()
-        .filter(|r| r.kind == KIND && r.state == ResourceState::Created)
+        .filter(|r| r.kind == ResourceKind::SecurityGroup && r.state == ResourceState::Created)
         .filter_map(from_resource)
         .collect()
 }
@@ -67,9 +65,10 @@ pub fn ensure(
             description: description.to_string(),
             rules: Vec::new(),
         };
-        d.resources.retain(|r| !(r.kind == KIND && r.name == name));
+        d.resources
+            .retain(|r| !(r.kind == ResourceKind::SecurityGroup && r.name == name));
         d.resources.push(Resource {
-            kind: KIND.into(),
+            kind: ResourceKind::SecurityGroup,
             name: name.into(),
             id: Some(g.id.clone()),
             state: ResourceState::Created,
@@ -88,7 +87,7 @@ pub fn change_rule(ledger: &Ledger, id: &str, rule: &Rule, add: bool) -> Provide
             let r = d
                 .resources
                 .iter_mut()
-                .find(|r| r.kind == KIND && r.id.as_deref() == Some(id))?;
+                .find(|r| r.kind == ResourceKind::SecurityGroup && r.id.as_deref() == Some(id))?;
             let mut g = from_resource(r)?;
             let present = g.rules.contains(rule);
             let changed = match (add, present) {
@@ -120,7 +119,13 @@ mod tests {
     #[test]
     fn groups_live_in_the_ledger() {
         let root = tempfile::tempdir().unwrap();
-        let ledger = Ledger::open(root.path(), "g", "local", Redactor::new()).unwrap();
+        let ledger = Ledger::open(
+            root.path(),
+            "g",
+            crate::providers::ProviderKind::Local,
+            Redactor::new(),
+        )
+        .unwrap();
         let (web, created) = ensure(&ledger, "web", "web servers").unwrap();
         assert!(created);
         assert!(

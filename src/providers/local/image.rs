@@ -398,15 +398,20 @@ pub async fn ensure(
 /// Holds `<cache>/locks/<name>.lock` (released when the process dies).
 async fn lock(reporter: &Reporter, name: &str) -> ProviderResult<File> {
     let dir = cache_dir().join("locks");
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| ProviderError::Other(format!("{}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir).map_err(|source| ProviderError::File {
+        path: dir.clone(),
+        source,
+    })?;
     let path = dir.join(format!("{name}.lock"));
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|e| ProviderError::Other(format!("{}: {e}", path.display())))?;
+        .map_err(|source| ProviderError::File {
+            path: path.clone(),
+            source,
+        })?;
     match file.try_lock() {
         Ok(()) => return Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => {
@@ -415,13 +420,13 @@ async fn lock(reporter: &Reporter, name: &str) -> ProviderResult<File> {
             ));
         }
         Err(std::fs::TryLockError::Error(e)) => {
-            return Err(ProviderError::Other(format!("{}: {e}", path.display())));
+            return Err(ProviderError::File { path, source: e });
         }
     }
     tokio::task::spawn_blocking(move || file.lock().map(|()| file))
         .await
-        .map_err(|e| ProviderError::Other(format!("image lock: {e}")))?
-        .map_err(|e| ProviderError::Other(format!("{}: {e}", path.display())))
+        .map_err(|e| ProviderError::State(format!("waiting for the image lock: {e}")))?
+        .map_err(|source| ProviderError::File { path, source })
 }
 
 /// How many progress lines a build of `r` printed last time (a guess the
@@ -452,9 +457,10 @@ async fn run_lines(
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     die_with_parent(&mut cmd);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| ProviderError::Other(format!("{what}: cannot start: {e}")))?;
+    let mut child = cmd.spawn().map_err(|source| ProviderError::Spawn {
+        what: format!("{what}: cannot start"),
+        source,
+    })?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let out = child.stdout.take().expect("piped");
     let err = child.stderr.take().expect("piped");
@@ -480,17 +486,18 @@ async fn run_lines(
             tail.remove(0);
         }
     }
-    let status = child
-        .wait()
-        .await
-        .map_err(|e| ProviderError::Other(format!("{what}: {e}")))?;
+    let status = child.wait().await.map_err(|source| ProviderError::Spawn {
+        what: what.to_string(),
+        source,
+    })?;
     if status.success() {
         Ok(())
     } else {
-        Err(ProviderError::Other(format!(
-            "{what} failed ({status}):\n{}",
-            tail.join("\n")
-        )))
+        Err(ProviderError::Command {
+            what: what.to_string(),
+            status: status.to_string(),
+            output: tail.join("\n"),
+        })
     }
 }
 
@@ -530,8 +537,10 @@ async fn build_debootstrap(
     let work = builds.join(format!("{}.{}", r.name, std::process::id()));
     let debs = cache.join("debs").join(r.suite);
     for d in [&work, &debs] {
-        std::fs::create_dir_all(d)
-            .map_err(|e| ProviderError::Other(format!("{}: {e}", d.display())))?;
+        std::fs::create_dir_all(d).map_err(|source| ProviderError::File {
+            path: d.to_path_buf(),
+            source,
+        })?;
     }
     let result = debootstrap_and_import(docker, r, reference, &work, &debs, bar).await;
     remove_tree(&work).await;
@@ -619,9 +628,10 @@ async fn import(docker: &Docker, r: &Recipe, reference: &str, rootfs: &Path) -> 
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     die_with_parent(&mut tar);
-    let mut child = tar
-        .spawn()
-        .map_err(|e| ProviderError::Other(format!("tar: cannot start: {e}")))?;
+    let mut child = tar.spawn().map_err(|source| ProviderError::Spawn {
+        what: "tar: cannot start".into(),
+        source,
+    })?;
     let stdout = child.stdout.take().expect("piped");
     let body = futures_util::stream::unfold(Some(stdout), |state| async move {
         let mut out = state?;
@@ -656,19 +666,22 @@ async fn import(docker: &Docker, r: &Recipe, reference: &str, rootfs: &Path) -> 
     let out = child
         .wait_with_output()
         .await
-        .map_err(|e| ProviderError::Other(format!("tar: {e}")))?;
+        .map_err(|source| ProviderError::Spawn {
+            what: "tar".into(),
+            source,
+        })?;
     if let Some(e) = failure {
         return Err(e);
     }
     if !out.status.success() {
-        return Err(ProviderError::Other(format!(
-            "tar of the root filesystem failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        return Err(ProviderError::Command {
+            what: "tar of the root filesystem".into(),
+            status: out.status.to_string(),
+            output: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
     }
     if !exists(&docker, reference).await? {
-        return Err(ProviderError::Other(format!(
+        return Err(ProviderError::State(format!(
             "the engine imported nothing as {reference}"
         )));
     }
@@ -816,11 +829,11 @@ async fn run_build_container(
         }
     }
     if code != 0 {
-        return Err(ProviderError::Other(format!(
-            "building image {} in a container failed (exit {code}):\n{}",
-            r.name,
-            tail.join("\n")
-        )));
+        return Err(ProviderError::Command {
+            what: format!("building image {} in a container", r.name),
+            status: format!("exit {code}"),
+            output: tail.join("\n"),
+        });
     }
     let (repo, tag) = reference.rsplit_once(':').expect("reference has a tag");
     let config = ContainerConfig {

@@ -32,9 +32,7 @@ use super::{
     ImageInfo, Instance, InstanceSpec, LabScope, Provider, ProviderError, ProviderOptions,
     ProviderResult, Rule, SecurityGroup, Source, instance_size, parse_cidr,
 };
-
-/// The ledger kind of instances.
-pub const INSTANCE: &str = "instance";
+use crate::ledger::ResourceKind;
 
 pub struct LocalProvider {
     docker: Docker,
@@ -134,10 +132,9 @@ impl LocalProvider {
                 }
                 Err(e) => {
                     applied.remove(&c.id);
-                    first_error.get_or_insert(ProviderError::Other(format!(
-                        "security groups of instance {}: {e}",
-                        c.instance.name
-                    )));
+                    first_error.get_or_insert(
+                        e.context(format!("security groups of instance {}", c.instance.name)),
+                    );
                 }
             }
         }
@@ -161,11 +158,13 @@ impl LocalProvider {
         let same = self
             .scope
             .ledger
-            .resources(INSTANCE)
+            .resources(ResourceKind::Instance)
             .into_iter()
             .any(|r| r.name == i.name && r.id.as_deref() == Some(&i.id) && r.data == data);
         if !same {
-            self.scope.ledger.created(INSTANCE, &i.name, &i.id, data)?;
+            self.scope
+                .ledger
+                .created(ResourceKind::Instance, &i.name, &i.id, data)?;
         }
         Ok(())
     }
@@ -173,14 +172,14 @@ impl LocalProvider {
     /// An address of the lab's network no instance has or is about to get.
     fn free_ip(&self, net: &LabNetwork, containers: &[Container]) -> ProviderResult<Ipv4Addr> {
         let mut used: BTreeSet<Ipv4Addr> = containers.iter().filter_map(|c| c.ip()).collect();
-        for r in self.scope.ledger.resources(INSTANCE) {
+        for r in self.scope.ledger.resources(ResourceKind::Instance) {
             if let Some(ip) = r.data["private_ip"].as_str().and_then(|s| s.parse().ok()) {
                 used.insert(ip);
             }
         }
         net.host_addresses()
             .find(|a| !used.contains(a))
-            .ok_or_else(|| ProviderError::Other(format!("network {} is full", net.name)))
+            .ok_or_else(|| ProviderError::State(format!("network {} is full", net.name)))
     }
 
     /// The existing instance of a launch: started if stopped, its firewall
@@ -213,7 +212,7 @@ impl LocalProvider {
         let current = all
             .into_iter()
             .find(|x| x.id == c.id)
-            .ok_or_else(|| ProviderError::Other(format!("instance {} vanished", spec.name)))?;
+            .ok_or_else(|| ProviderError::State(format!("instance {} vanished", spec.name)))?;
         self.record(&current)?;
         Ok((current.instance, changed))
     }
@@ -250,10 +249,6 @@ impl LocalProvider {
 
 #[async_trait]
 impl Provider for LocalProvider {
-    fn name(&self) -> &'static str {
-        "local"
-    }
-
     async fn operator_cidr(&self) -> ProviderResult<String> {
         if let Some(c) = &self.operator_cidr {
             return Ok(c.clone());
@@ -308,7 +303,7 @@ impl Provider for LocalProvider {
             }
             let ip = self.free_ip(&net, &self.containers().await?)?;
             self.scope.ledger.intend(
-                INSTANCE,
+                ResourceKind::Instance,
                 &spec.name,
                 json!({ "container": cname, "private_ip": ip.to_string() }),
             )?;
@@ -346,13 +341,17 @@ impl Provider for LocalProvider {
                 }
             }
             Err(e) => {
-                self.scope.ledger.forget(INSTANCE, &spec.name)?;
+                self.scope
+                    .ledger
+                    .forget(ResourceKind::Instance, &spec.name)?;
                 return Err(api(format!("creating instance {}", spec.name), e));
             }
         };
         if let Err(e) = self.docker.start_container(&id, None).await {
             self.remove_container(&id).await?;
-            self.scope.ledger.forget(INSTANCE, &spec.name)?;
+            self.scope
+                .ledger
+                .forget(ResourceKind::Instance, &spec.name)?;
             return Err(api(format!("starting instance {}", spec.name), e));
         }
         let all = self.containers().await?;
@@ -360,7 +359,7 @@ impl Provider for LocalProvider {
             .iter()
             .find(|c| c.id == id)
             .cloned()
-            .ok_or_else(|| ProviderError::Other(format!("instance {} vanished", spec.name)))?;
+            .ok_or_else(|| ProviderError::State(format!("instance {} vanished", spec.name)))?;
         self.record(&current)?;
         self.enforce(&all).await?;
         Ok((current.instance, true))
@@ -383,18 +382,20 @@ impl Provider for LocalProvider {
             let stale: Vec<String> = self
                 .scope
                 .ledger
-                .resources(INSTANCE)
+                .resources(ResourceKind::Instance)
                 .into_iter()
                 .filter(|r| r.id.as_deref() == Some(id))
                 .map(|r| r.name)
                 .collect();
             for name in stale {
-                self.scope.ledger.forget(INSTANCE, &name)?;
+                self.scope.ledger.forget(ResourceKind::Instance, &name)?;
             }
             return Ok(false);
         };
         let removed = self.remove_container(&c.id).await?;
-        self.scope.ledger.forget(INSTANCE, &c.instance.name)?;
+        self.scope
+            .ledger
+            .forget(ResourceKind::Instance, &c.instance.name)?;
         self.applied.lock().await.remove(&c.id);
         let rest: Vec<Container> = all.into_iter().filter(|x| x.id != c.id).collect();
         self.enforce(&rest).await?;
@@ -409,7 +410,7 @@ impl Provider for LocalProvider {
         // Containers: labelled ones, and those the ledger names (a run
         // killed between "intend" and "created" knows only the name).
         let recorded: HashMap<String, String> = ledger
-            .resources(INSTANCE)
+            .resources(ResourceKind::Instance)
             .into_iter()
             .filter_map(|r| Some((r.data["container"].as_str()?.to_string(), r.name)))
             .collect();
@@ -433,14 +434,19 @@ impl Provider for LocalProvider {
                 lines.push(format!("removed {what}"));
             }
         }
-        for r in ledger.resources(INSTANCE) {
-            ledger.forget(INSTANCE, &r.name)?;
+        for r in ledger.resources(ResourceKind::Instance) {
+            ledger.forget(ResourceKind::Instance, &r.name)?;
         }
         self.applied.lock().await.clear();
 
         // Networks: the lab's name, what the ledger has, what is labelled.
         let mut nets: BTreeSet<String> = BTreeSet::from([self.network_name()]);
-        nets.extend(ledger.resources(network::KIND).into_iter().map(|r| r.name));
+        nets.extend(
+            ledger
+                .resources(ResourceKind::Network)
+                .into_iter()
+                .map(|r| r.name),
+        );
         let labelled = self
             .docker
             .list_networks(Some(ListNetworksOptions {
@@ -455,7 +461,7 @@ impl Provider for LocalProvider {
                 Err(e) if docker::is_not_found(&e) => {}
                 Err(e) => return Err(api(format!("removing network {name}"), e)),
             }
-            ledger.forget(network::KIND, &name)?;
+            ledger.forget(ResourceKind::Network, &name)?;
         }
 
         // Security groups exist only in the ledger.
@@ -467,8 +473,8 @@ impl Provider for LocalProvider {
                 g.rules_summary()
             ));
         }
-        for r in ledger.resources(groups::KIND) {
-            ledger.forget(groups::KIND, &r.name)?;
+        for r in ledger.resources(ResourceKind::SecurityGroup) {
+            ledger.forget(ResourceKind::SecurityGroup, &r.name)?;
         }
         Ok(lines)
     }
@@ -479,8 +485,11 @@ impl Provider for LocalProvider {
 }
 
 /// The instances of `lab` as the engine has them now, without the lab's
-/// ledger (for `labrun status`, which takes no lock).
-pub async fn lab_instances(docker: &Docker, lab: &str) -> ProviderResult<Vec<Instance>> {
+/// ledger (for `labrun status`, which takes no lock). One engine
+/// connection serves every lab a process looks at.
+pub async fn observe(lab: &str) -> ProviderResult<Vec<Instance>> {
+    static ENGINE: tokio::sync::OnceCell<Docker> = tokio::sync::OnceCell::const_new();
+    let docker = ENGINE.get_or_try_init(docker::connect).await?;
     Ok(instances::list(docker, lab, &network::network_name(lab))
         .await?
         .into_iter()

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::docker::{self, api};
 use super::instances::LABEL_LAB;
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, ResourceKind};
 use crate::providers::{ProviderError, ProviderResult};
 
 /// A lab network as labrun uses it.
@@ -41,9 +41,6 @@ impl LabNetwork {
 pub fn network_name(lab: &str) -> String {
     format!("labrun-{lab}")
 }
-
-/// The kind under which the ledger records networks.
-pub const KIND: &str = "network";
 
 /// A network (`address`, prefix length).
 pub type Net = (Ipv4Addr, u8);
@@ -120,7 +117,7 @@ fn from_ipam(name: &str, id: Option<String>, ipam: Option<Ipam>) -> ProviderResu
         .and_then(|i| i.config)
         .and_then(|c| c.into_iter().find(|c| c.subnet.is_some()))
         .ok_or_else(|| {
-            ProviderError::Other(format!(
+            ProviderError::State(format!(
                 "network {name} has no IPv4 subnet; remove it with `labrun destroy`"
             ))
         })?;
@@ -128,7 +125,7 @@ fn from_ipam(name: &str, id: Option<String>, ipam: Option<Ipam>) -> ProviderResu
         .subnet
         .as_deref()
         .and_then(parse_net)
-        .ok_or_else(|| ProviderError::Other(format!("network {name}: bad subnet")))?;
+        .ok_or_else(|| ProviderError::State(format!("network {name}: bad subnet")))?;
     let gateway = config
         .gateway
         .as_deref()
@@ -178,11 +175,11 @@ pub async fn ensure(docker: &Docker, ledger: &Ledger, lab: &str) -> ProviderResu
     taken.extend(host_routes());
     for _attempt in 0..20 {
         let (subnet, prefix) = choose_subnet(lab, &taken).ok_or_else(|| {
-            ProviderError::Other("no free /24 left in 10.100.0.0-10.199.255.0".into())
+            ProviderError::State("no free /24 left in 10.100.0.0-10.199.255.0".into())
         })?;
         let gateway = Ipv4Addr::from(u32::from(subnet) + 1);
         let cidr = format!("{subnet}/{prefix}");
-        ledger.intend(KIND, &name, json!({ "subnet": cidr }))?;
+        ledger.intend(ResourceKind::Network, &name, json!({ "subnet": cidr }))?;
         let request = NetworkCreateRequest {
             name: name.clone(),
             driver: Some("bridge".into()),
@@ -223,7 +220,7 @@ pub async fn ensure(docker: &Docker, ledger: &Ledger, lab: &str) -> ProviderResu
             Err(e) => return Err(api(format!("creating network {name}"), e)),
         }
     }
-    Err(ProviderError::Other(format!(
+    Err(ProviderError::State(format!(
         "could not find a free subnet for network {name}"
     )))
 }
@@ -231,11 +228,11 @@ pub async fn ensure(docker: &Docker, ledger: &Ledger, lab: &str) -> ProviderResu
 fn record(ledger: &Ledger, net: &LabNetwork) -> ProviderResult<()> {
     let data = json!({ "subnet": net.cidr(), "gateway": net.gateway.to_string() });
     let known = ledger
-        .resources(KIND)
+        .resources(ResourceKind::Network)
         .into_iter()
         .any(|r| r.name == net.name && r.id.as_deref() == Some(&net.id) && r.data == data);
     if !known {
-        ledger.created(KIND, &net.name, &net.id, data)?;
+        ledger.created(ResourceKind::Network, &net.name, &net.id, data)?;
     }
     Ok(())
 }
