@@ -56,6 +56,17 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// How the command reports: `--output` and `-v` where it has them, else
+    /// human on a terminal and plain otherwise.
+    pub fn output(&self) -> (OutputMode, bool) {
+        match self {
+            Command::Run(a) => (a.output.unwrap_or_else(OutputMode::detect), a.verbose),
+            _ => (OutputMode::detect(), false),
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct DestroyArgs {
     /// The lab to remove [default: the only lab there is]

@@ -1,17 +1,33 @@
-//! Error types, one per boundary, and the exit codes they map to.
+//! Errors, one enum per boundary; [`Error`] is what stops a command, and
+//! [`render`] is the one place that shows it and picks the exit code.
 
 use std::path::PathBuf;
 
-/// Exit codes: the contract with shells and CI.
-pub mod exit {
+use crate::providers::{ProviderError, ProviderKind};
+use crate::report::Reporter;
+
+/// How `labrun` exits: the contract with shells and CI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Exit {
     /// Everything succeeded.
-    pub const OK: i32 = 0;
-    /// The playbook ran and failed.
-    pub const FAILED: i32 = 1;
+    Ok,
+    /// The playbook (or the command's work) ran and failed.
+    Failed,
     /// Usage, syntax or input error: nothing was run.
-    pub const USAGE: i32 = 2;
+    Usage,
     /// Interrupted with Ctrl-C.
-    pub const INTERRUPTED: i32 = 130;
+    Interrupted,
+}
+
+impl Exit {
+    pub fn code(self) -> i32 {
+        match self {
+            Exit::Ok => 0,
+            Exit::Failed => 1,
+            Exit::Usage => 2,
+            Exit::Interrupted => 130,
+        }
+    }
 }
 
 /// Errors of the on-disk lab state.
@@ -36,14 +52,14 @@ pub enum LedgerError {
     )]
     ProviderMismatch {
         lab: String,
-        recorded: crate::providers::ProviderKind,
-        requested: crate::providers::ProviderKind,
+        recorded: ProviderKind,
+        requested: ProviderKind,
     },
 }
 
-/// Why `labrun` stopped, as the top level sees it.
+/// Why a command stopped.
 #[derive(Debug, thiserror::Error)]
-pub enum RunError {
+pub enum Error {
     /// Bad command line or input (unknown `--set` key, missing file).
     #[error("{0}")]
     Input(String),
@@ -59,27 +75,84 @@ pub enum RunError {
     Interrupted(String),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    /// The provider failed while removing a lab: a failure (exit 1) even
+    /// where the provider blames its input, as `destroy` was asked only to
+    /// remove.
+    #[error("destroying lab '{lab}' on {provider}: {source}")]
+    Destroy {
+        lab: String,
+        provider: ProviderKind,
+        #[source]
+        source: ProviderError,
+    },
+    /// What labrun was doing when `source` happened.
+    #[error("{context}: {source}")]
+    Context {
+        context: String,
+        #[source]
+        source: Box<Error>,
+    },
+    /// Independent failures of one command (`destroy --all`), each shown.
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    Several(Vec<Error>),
 }
 
-impl RunError {
+impl Error {
+    pub fn context(self, context: impl Into<String>) -> Error {
+        Error::Context {
+            context: context.into(),
+            source: Box::new(self),
+        }
+    }
+
+    pub fn exit(&self) -> Exit {
+        match self {
+            Error::Input(_) | Error::Syntax(_) => Exit::Usage,
+            Error::Failed(_) | Error::Destroy { .. } => Exit::Failed,
+            Error::Interrupted(_) => Exit::Interrupted,
+            Error::Ledger(LedgerError::Locked { .. }) => Exit::Failed,
+            Error::Ledger(_) => Exit::Usage,
+            Error::Provider(e) if e.is_input() => Exit::Usage,
+            Error::Provider(_) => Exit::Failed,
+            Error::Context { source, .. } => source.exit(),
+            Error::Several(all) => all.iter().map(Error::exit).max().unwrap_or(Exit::Failed),
+        }
+    }
+
     /// What the user reads: every message starts with `error:` (diagnostics
-    /// already do; short input errors get it here). Empty when already shown.
+    /// already do; short errors get it here).
     pub fn user_text(&self) -> String {
+        if let Error::Several(all) = self {
+            return all
+                .iter()
+                .map(Error::user_text)
+                .collect::<Vec<_>>()
+                .join("\n");
+        }
         let text = self.to_string();
-        if text.is_empty() || text.starts_with("error:") {
+        if text.starts_with("error:") {
             text
         } else {
             format!("error: {text}")
         }
     }
 
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            RunError::Input(_) | RunError::Syntax(_) => exit::USAGE,
-            RunError::Failed(_) => exit::FAILED,
-            RunError::Interrupted(_) => exit::INTERRUPTED,
-            RunError::Ledger(LedgerError::Locked { .. }) => exit::FAILED,
-            RunError::Ledger(_) => exit::USAGE,
-        }
+    /// The first line, without the `error:` prefix: for summaries.
+    pub fn headline(&self) -> String {
+        self.to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("error: ")
+            .to_string()
     }
+}
+
+/// Shows `err` (once, on stderr, redacted) and returns the exit code it
+/// maps to: the one place errors are printed.
+pub fn render(reporter: &Reporter, err: &Error) -> Exit {
+    reporter.error(&err.user_text());
+    err.exit()
 }

@@ -3,6 +3,7 @@
 //! [`run`] is the whole program; `main` only turns its result into an exit
 //! code.
 
+pub mod bindings;
 pub mod cli;
 pub mod commands;
 pub mod dirs;
@@ -10,7 +11,6 @@ pub mod engine;
 pub mod error;
 pub mod keys;
 pub mod ledger;
-pub mod modules;
 pub mod mysql;
 pub mod params;
 pub mod providers;
@@ -19,41 +19,60 @@ pub mod report;
 pub mod secrets;
 pub mod ssh;
 
+use std::sync::Arc;
+
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
-use crate::error::exit;
+use crate::error::{Error, Exit};
+use crate::redact::Redactor;
+use crate::report::Reporter;
 
 /// Parses the command line, runs the command, returns the exit code.
 pub fn run() -> i32 {
     let args = cli::expand_shorthand(std::env::args_os().collect());
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
+        // clap renders its own usage errors and --help.
         Err(e) => {
             let _ = e.print();
             return if e.use_stderr() {
-                exit::USAGE
+                Exit::Usage.code()
             } else {
-                exit::OK
+                Exit::Ok.code()
             };
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let (mode, verbose) = cli.command.output();
+    let reporter = Arc::new(Reporter::new(mode, verbose, Redactor::new()));
+    let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return exit::FAILED;
-        }
+        .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))
+        .and_then(|runtime| dispatch(&runtime, &reporter, cli.command));
+    let exit = match &result {
+        Ok(exit) => *exit,
+        Err(e) => error::render(&reporter, e),
     };
-    match cli.command {
-        Command::Run(args) => commands::run::run(&runtime, args),
-        Command::Validate { playbook } => commands::validate::validate(&runtime, &playbook),
-        Command::Docs => commands::docs::docs(&runtime),
-        Command::Status { lab } => commands::status::status(&runtime, lab.as_deref()),
-        Command::Destroy(args) => commands::destroy::destroy(&runtime, args),
-        Command::Images { build, rebuild } => commands::images::images(&runtime, &build, rebuild),
+    reporter.finish(result.err().map(|e| e.headline()).as_deref());
+    exit.code()
+}
+
+fn dispatch(
+    runtime: &tokio::runtime::Runtime,
+    reporter: &Arc<Reporter>,
+    command: Command,
+) -> Result<Exit, Error> {
+    match command {
+        Command::Run(args) => commands::run::run(runtime, reporter, args),
+        Command::Validate { playbook } => {
+            commands::validate::validate(runtime, reporter, &playbook)
+        }
+        Command::Docs => commands::docs::docs(runtime, reporter),
+        Command::Status { lab } => commands::status::status(runtime, reporter, lab.as_deref()),
+        Command::Destroy(args) => commands::destroy::destroy(runtime, reporter, args),
+        Command::Images { build, rebuild } => {
+            commands::images::images(runtime, reporter, &build, rebuild)
+        }
     }
 }

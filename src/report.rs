@@ -94,13 +94,6 @@ struct StepState {
     bar: Option<ProgressBar>,
 }
 
-#[derive(Default)]
-struct Tally {
-    ok: usize,
-    changed: usize,
-    failed: usize,
-}
-
 /// Counts of finished steps, for the closing summary and the exit status.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Summary {
@@ -116,7 +109,11 @@ pub struct Reporter {
     started: Instant,
     multi: Option<MultiProgress>,
     steps: Mutex<Vec<StepState>>,
-    tally: Mutex<Tally>,
+    tally: Mutex<Summary>,
+    /// Set by `run_started`: `finish` then closes the run with its summary.
+    run_open: Mutex<bool>,
+    /// Warnings kept for the very end (after the summary).
+    closing: Mutex<Vec<String>>,
     out_lock: Mutex<()>,
     /// Status words in colour: human mode on a terminal, unless NO_COLOR.
     colour: bool,
@@ -138,7 +135,9 @@ impl Reporter {
             started: Instant::now(),
             multi,
             steps: Mutex::new(Vec::new()),
-            tally: Mutex::new(Tally::default()),
+            tally: Mutex::new(Summary::default()),
+            run_open: Mutex::new(false),
+            closing: Mutex::new(Vec::new()),
             out_lock: Mutex::new(()),
             colour: mode == OutputMode::Human
                 && std::io::stderr().is_terminal()
@@ -189,6 +188,7 @@ impl Reporter {
     }
 
     pub fn run_started(&self, playbook: &str, lab: &str, provider: &str) {
+        *self.run_open.lock().expect("run lock") = true;
         match self.mode {
             OutputMode::Json => self.event(json!({"event": "run_started", "playbook": playbook,
                 "lab": lab, "provider": provider})),
@@ -367,15 +367,31 @@ impl Reporter {
     }
 
     pub fn summary(&self) -> Summary {
-        let t = self.tally.lock().expect("tally lock");
-        Summary {
-            ok: t.ok,
-            changed: t.changed,
-            failed: t.failed,
+        *self.tally.lock().expect("tally lock")
+    }
+
+    /// A warning to show after everything else, once the command is over
+    /// (what a run leaves running and costing money, say).
+    pub fn closing_warning(&self, message: &str) {
+        self.closing
+            .lock()
+            .expect("closing lock")
+            .push(message.to_string());
+    }
+
+    /// Ends the command's output: the run's summary if a run was started
+    /// (`error`: the headline of what stopped it), then the closing
+    /// warnings. Called once, after any error has been shown.
+    pub fn finish(&self, error: Option<&str>) {
+        if std::mem::take(&mut *self.run_open.lock().expect("run lock")) {
+            self.run_finished(error);
+        }
+        for w in std::mem::take(&mut *self.closing.lock().expect("closing lock")) {
+            self.warn(&w);
         }
     }
 
-    pub fn run_finished(&self, error: Option<&str>) -> Summary {
+    fn run_finished(&self, error: Option<&str>) -> Summary {
         let s = self.summary();
         let elapsed = self.started.elapsed();
         let status = if error.is_some() || s.failed > 0 {
@@ -405,8 +421,18 @@ impl Reporter {
         s
     }
 
+    /// A line of the command's result (a table row, a document) on stdout.
+    pub fn print(&self, text: &str) {
+        let text = self.redactor.redact(text);
+        let _guard = self.out_lock.lock().expect("output lock");
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{text}");
+        let _ = out.flush();
+    }
+
     /// Prints an error diagnostic on stderr (in every mode; JSON consumers
-    /// get the message in `run_finished` too).
+    /// get the message in `run_finished` too). Only `error::render` and the
+    /// second Ctrl-C call this.
     pub fn error(&self, text: &str) {
         let text = self.redactor.redact(text);
         let _guard = self.out_lock.lock().expect("output lock");

@@ -7,54 +7,48 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::cli::DestroyArgs;
-use crate::error::exit;
+use crate::error::{Error, Exit};
 use crate::keys;
 use crate::ledger::{self, Ledger, LedgerData};
 use crate::providers::{LabScope, ProviderKind};
-use crate::redact::Redactor;
-use crate::report::{OutputMode, Reporter};
+use crate::report::Reporter;
 
-pub fn destroy(runtime: &tokio::runtime::Runtime, args: DestroyArgs) -> i32 {
-    let reporter = Arc::new(Reporter::new(OutputMode::detect(), false, Redactor::new()));
+pub fn destroy(
+    runtime: &tokio::runtime::Runtime,
+    reporter: &Arc<Reporter>,
+    args: DestroyArgs,
+) -> Result<Exit, Error> {
     let root = ledger::state_root();
-    let labs = match targets(&root, &args) {
-        Ok(labs) => labs,
-        Err(message) => {
-            reporter.error(&format!("error: {message}"));
-            return exit::USAGE;
-        }
-    };
-    let mut code = exit::OK;
-    for lab in &labs {
-        let result = match execute(runtime, &root, lab, &args, &reporter) {
-            Ok(code) => code,
-            Err(e) => {
-                reporter.error(&format!("error: {e}"));
-                exit::FAILED
-            }
-        };
-        code = code.max(result);
+    let labs = targets(&root, &args)?;
+    // One lab's failure does not stop the others; every failure is shown.
+    let mut errors: Vec<Error> = labs
+        .iter()
+        .filter_map(|lab| execute(runtime, &root, lab, &args, reporter).err())
+        .collect();
+    match errors.len() {
+        0 => Ok(Exit::Ok),
+        1 => Err(errors.remove(0)),
+        _ => Err(Error::Several(errors)),
     }
-    code
 }
 
 /// The labs to destroy: `--lab`, every lab with `--all`, else the only one.
-fn targets(root: &Path, args: &DestroyArgs) -> Result<Vec<String>, String> {
+fn targets(root: &Path, args: &DestroyArgs) -> Result<Vec<String>, Error> {
     let labs = ledger::list_labs(root);
     if args.all {
         return Ok(labs);
     }
     if let Some(lab) = &args.lab {
-        ledger::validate_lab_name(lab).map_err(|e| e.to_string())?;
+        ledger::validate_lab_name(lab)?;
         return Ok(vec![lab.clone()]);
     }
     match labs.as_slice() {
-        [] => Err(format!("no labs under {}", root.display())),
+        [] => Err(Error::Input(format!("no labs under {}", root.display()))),
         [one] => Ok(vec![one.clone()]),
-        many => Err(format!(
+        many => Err(Error::Input(format!(
             "several labs exist ({}); name one with --lab NAME, or use --all",
             many.join(", ")
-        )),
+        ))),
     }
 }
 
@@ -64,23 +58,23 @@ fn execute(
     lab: &str,
     args: &DestroyArgs,
     reporter: &Arc<Reporter>,
-) -> Result<i32, String> {
+) -> Result<(), Error> {
     let dir = root.join("labs").join(lab);
     let existed = dir.exists();
-    let recorded = LedgerData::load(&dir).map_err(|e| e.to_string())?;
+    let recorded = LedgerData::load(&dir)?;
     // A lab with no ledger here can still have labelled containers on the
     // local engine (a state directory that was removed, say): look there.
     let provider = recorded
         .as_ref()
         .map_or(ProviderKind::Local, |d| d.provider);
-    let ledger = Arc::new(
-        Ledger::open(root, lab, provider, reporter.redactor().clone())
-            .map_err(|e| e.to_string())?,
-    );
+    let ledger = Arc::new(Ledger::open(
+        root,
+        lab,
+        provider,
+        reporter.redactor().clone(),
+    )?);
     let public_key = if recorded.is_some() {
-        keys::ensure(&ledger, lab)
-            .map_err(|e| e.to_string())?
-            .public_line
+        keys::ensure(&ledger, lab)?.public_line
     } else {
         String::new()
     };
@@ -99,21 +93,22 @@ fn execute(
     // back, and the published ports of local ones are reused by others.
     let mut forgotten = 0;
     if left.is_empty() && removed.is_ok() && !ledger.snapshot().host_keys.is_empty() {
-        forgotten = ledger
-            .update(|d| std::mem::take(&mut d.host_keys).len())
-            .map_err(|e| e.to_string())?;
+        forgotten = ledger.update(|d| std::mem::take(&mut d.host_keys).len())?;
     }
     drop(ledger);
     if recorded.is_none() && !existed {
         let _ = std::fs::remove_dir_all(&dir);
     }
-    let removed = removed.map_err(|e| format!("destroying lab '{lab}' on {provider}: {e}"))?;
+    let removed = removed.map_err(|source| Error::Destroy {
+        lab: lab.to_string(),
+        provider,
+        source,
+    })?;
     if recorded.is_none() && removed.is_empty() {
-        reporter.error(&format!(
-            "error: no lab named '{lab}' under {}; `labrun status` lists the labs",
+        return Err(Error::Input(format!(
+            "no lab named '{lab}' under {}; `labrun status` lists the labs",
             root.display()
-        ));
-        return Ok(exit::USAGE);
+        )));
     }
     for line in &removed {
         reporter.log(line);
@@ -133,15 +128,15 @@ fn execute(
                 n => format!("removed {n} resources"),
             },
         ));
-        Ok(exit::OK)
+        Ok(())
     } else {
-        Err(format!(
+        Err(Error::Failed(format!(
             "lab '{lab}': {} resources are still recorded: {}",
             left.len(),
             left.iter()
                 .map(|r| format!("{} {}", r.kind, r.name))
                 .collect::<Vec<_>>()
                 .join(", ")
-        ))
+        )))
     }
 }

@@ -4,28 +4,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::bindings::{self, LabContext, RunSetup};
 use crate::cli::RunArgs;
-use crate::engine::{self, LabContext, diagnostics, resolver::Sources};
-use crate::error::{RunError, exit};
+use crate::engine::{self, diagnostics, resolver::Sources};
+use crate::error::{Error, Exit};
 use crate::ledger::{self, Ledger};
 use crate::params;
-use crate::redact::Redactor;
-use crate::report::{OutputMode, Reporter};
-
-pub fn run(runtime: &tokio::runtime::Runtime, args: RunArgs) -> i32 {
-    let mode = args.output.unwrap_or_else(OutputMode::detect);
-    let reporter = Arc::new(Reporter::new(mode, args.verbose, Redactor::new()));
-    match execute(runtime, &args, &reporter) {
-        Ok(()) => exit::OK,
-        Err(e) => {
-            let text = e.user_text();
-            if !text.is_empty() {
-                reporter.error(&text);
-            }
-            e.exit_code()
-        }
-    }
-}
+use crate::report::Reporter;
 
 /// The lab name: `--lab`, else the playbook's file stem.
 pub fn lab_name(args: &RunArgs) -> String {
@@ -37,30 +22,30 @@ pub fn lab_name(args: &RunArgs) -> String {
     })
 }
 
-fn execute(
+pub fn run(
     runtime: &tokio::runtime::Runtime,
-    args: &RunArgs,
     reporter: &Arc<Reporter>,
-) -> Result<(), RunError> {
+    args: RunArgs,
+) -> Result<Exit, Error> {
     let mut sets = BTreeMap::new();
     for s in &args.set {
-        let (k, v) = params::parse_set(s).map_err(RunError::Input)?;
+        let (k, v) = params::parse_set(s).map_err(Error::Input)?;
         sets.insert(k, v);
     }
-    let lab = lab_name(args);
+    let lab = lab_name(&args);
     ledger::validate_lab_name(&lab)?;
     let provider_options = args.provider_options();
     if let Some(cidr) = &provider_options.operator_cidr {
         crate::providers::parse_cidr(cidr)
-            .map_err(|e| RunError::Input(format!("--operator-cidr: {e}")))?;
+            .map_err(|e| Error::Input(format!("--operator-cidr: {e}")))?;
     }
 
     // Fail before acting: compile everything with an engine that has no lab
     // state, then take the lab's lock.
     let sources = Sources::default();
     let ast = {
-        let offline = super::offline_context(runtime, &args.playbook);
-        let engine = engine::build(&offline, &sources);
+        let offline = LabContext::offline(runtime.handle().clone(), &args.playbook);
+        let engine = bindings::engine(&offline, &sources);
         engine::compile(&engine, &args.playbook, &sources)?
     };
 
@@ -74,23 +59,20 @@ fn execute(
     ledger.update(|d| d.playbook = Some(args.playbook.display().to_string()))?;
 
     let cancel = Arc::new(AtomicBool::new(false));
-    let ctx = Arc::new(LabContext {
-        lab: lab.clone(),
-        provider,
-        playbook: args.playbook.clone(),
-        reporter: reporter.clone(),
-        ledger: Some(ledger.clone()),
-        sets: sets.clone(),
-        declared_params: Default::default(),
-        handle: runtime.handle().clone(),
-        cancel: cancel.clone(),
-        input_error: AtomicBool::new(false),
-        failed_step: Default::default(),
-        provider_options,
-        provider_impl: Default::default(),
-        ssh: Default::default(),
-    });
-    let engine = Arc::new(engine::build(&ctx, &sources));
+    let ctx = LabContext::run(
+        runtime.handle().clone(),
+        RunSetup {
+            lab: lab.clone(),
+            provider,
+            playbook: args.playbook.clone(),
+            reporter: reporter.clone(),
+            ledger: ledger.clone(),
+            sets: sets.clone(),
+            provider_options,
+            cancel: cancel.clone(),
+        },
+    );
+    let engine = Arc::new(bindings::engine(&ctx, &sources));
     let interrupt = runtime.spawn(watch_ctrl_c(cancel.clone(), reporter.clone()));
 
     let playbook_name = engine::source_name(&args.playbook);
@@ -109,16 +91,19 @@ fn execute(
     };
     interrupt.abort();
     let _ = ledger.save();
+    if let Some(notice) = provider.closing_notice(&lab, &ledger.snapshot(), &ctx.provider_options) {
+        reporter.closing_warning(&notice);
+    }
 
-    let outcome = match result {
+    match result {
         Ok(()) => {
             if !sets.is_empty() && ctx.declared_params.lock().expect("params lock").is_none() {
-                Err(RunError::Input(format!(
+                Err(Error::Input(format!(
                     "--set {} given, but {playbook_name} declares no parameters (it never calls params())",
                     sets.keys().cloned().collect::<Vec<_>>().join(", ")
                 )))
             } else {
-                Ok(())
+                Ok(Exit::Ok)
             }
         }
         Err(err) => {
@@ -131,7 +116,7 @@ fn execute(
                 step.as_deref(),
             );
             if cancel.load(Ordering::SeqCst) {
-                Err(RunError::Interrupted(format!(
+                Err(Error::Interrupted(format!(
                     "interrupted{}. The lab's state is saved in {}.\n\
                      Run the same command again to resume, or `labrun destroy --lab {lab}` to remove what it created.",
                     step.map(|s| format!(" during step '{s}'"))
@@ -139,43 +124,19 @@ fn execute(
                     ledger.dir().display()
                 )))
             } else if ctx.input_error.load(Ordering::SeqCst) {
-                Err(RunError::Input(diagnostic))
+                Err(Error::Input(diagnostic))
             } else if ledger.snapshot().resources.is_empty() {
                 // Nothing was created: no cleanup to suggest.
-                Err(RunError::Failed(diagnostic))
+                Err(Error::Failed(diagnostic))
             } else {
-                Err(RunError::Failed(format!(
+                Err(Error::Failed(format!(
                     "{diagnostic}\n\nThe lab's state is in {}. Fix and run again to continue, \
                      or `labrun destroy --lab {lab}` to remove what it created.",
                     ledger.dir().display()
                 )))
             }
         }
-    };
-    let short = outcome.as_ref().err().map(|e| first_line(&e.to_string()));
-    if let Err(e) = &outcome {
-        // The diagnostic comes before the summary, as a reader expects.
-        reporter.error(&e.to_string());
     }
-    reporter.run_finished(short.as_deref());
-    if let Some(notice) = provider.closing_notice(&lab, &ledger.snapshot(), &ctx.provider_options) {
-        reporter.warn(&notice);
-    }
-    outcome.map_err(|e| match e {
-        // Already printed; keep the exit code.
-        RunError::Input(_) => RunError::Input(String::new()),
-        RunError::Failed(_) => RunError::Failed(String::new()),
-        RunError::Interrupted(_) => RunError::Interrupted(String::new()),
-        other => other,
-    })
-}
-
-fn first_line(text: &str) -> String {
-    text.lines()
-        .next()
-        .unwrap_or_default()
-        .trim_start_matches("error: ")
-        .to_string()
 }
 
 /// First Ctrl-C: stop at the next safe point. Second: leave at once.
@@ -190,6 +151,6 @@ async fn watch_ctrl_c(cancel: Arc<AtomicBool>, reporter: Arc<Reporter>) {
         reporter.error(
             "interrupted again: exiting now; the ledger is saved up to the last recorded change",
         );
-        std::process::exit(exit::INTERRUPTED);
+        std::process::exit(Exit::Interrupted.code());
     }
 }

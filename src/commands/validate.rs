@@ -1,22 +1,22 @@
 //! `labrun validate`: compile everything, run nothing.
 
 use std::path::Path;
+use std::sync::Arc;
 
+use crate::bindings::{self, LabContext};
 use crate::engine::{self, resolver::Sources};
-use crate::error::exit;
+use crate::error::{Error, Exit};
+use crate::report::Reporter;
 
-pub fn validate(runtime: &tokio::runtime::Runtime, playbook: &Path) -> i32 {
-    let ctx = super::offline_context(runtime, playbook);
+pub fn validate(
+    runtime: &tokio::runtime::Runtime,
+    reporter: &Arc<Reporter>,
+    playbook: &Path,
+) -> Result<Exit, Error> {
+    let ctx = LabContext::offline(runtime.handle().clone(), playbook);
     let sources = Sources::default();
-    let engine = engine::build(&ctx, &sources);
-    match engine::compile(&engine, playbook, &sources) {
-        Ok(_) => {
-            println!("{}: ok", playbook.display());
-            exit::OK
-        }
-        Err(e) => {
-            eprintln!("{}", e.user_text());
-            e.exit_code()
-        }
-    }
+    let engine = bindings::engine(&ctx, &sources);
+    engine::compile(&engine, playbook, &sources)?;
+    reporter.print(&format!("{}: ok", playbook.display()));
+    Ok(Exit::Ok)
 }

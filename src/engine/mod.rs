@@ -1,24 +1,33 @@
-//! The Rhai engine labrun runs playbooks in.
-//!
-//! One function builds it (limits, strict variables, resolver, printer hooks,
-//! every binding), so `run`, `validate` and `docs` all see exactly the same
-//! engine.
+//! The Rhai engine labrun runs playbooks in: limits, strict variables, the
+//! module resolver, printer hooks, compiling and diagnostics. It knows
+//! nothing of labrun's functions: `bindings::engine` builds this engine and
+//! registers them, so `run`, `validate` and `docs` all see the same one.
 
-pub mod context;
 pub mod diagnostics;
 pub mod docs;
 pub mod resolver;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rhai::{AST, Engine, EvalAltResult};
 
-pub use context::{LabContext, RhaiResult, provider_error, script_error};
 use resolver::{LabResolver, Sources};
 
-use crate::error::RunError;
+use crate::error::Error;
+use crate::report::Reporter;
+
+/// Result type of bindings.
+pub type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
+
+/// A runtime error for the playbook, with labrun's message.
+pub fn script_error(message: impl Into<String>) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorRuntime(
+        message.into().into(),
+        rhai::Position::NONE,
+    ))
+}
 
 /// Resource limits: generous for real labs, small enough to stop a runaway
 /// script before it eats the machine.
@@ -33,9 +42,16 @@ pub mod limits {
     pub const MAX_MODULES: usize = 256;
 }
 
-/// Builds the engine for `ctx`. `sources` collects every compiled text so
-/// diagnostics can quote it.
-pub fn build(ctx: &Arc<LabContext>, sources: &Sources) -> Engine {
+/// Builds an engine for `playbook` (imports resolve next to it first) with
+/// no functions of labrun's own. `sources` collects every compiled text so
+/// diagnostics can quote it; `print` and `debug` go to `reporter`; `cancel`
+/// stops the script at its next operation.
+pub fn build(
+    playbook: &Path,
+    reporter: &Arc<Reporter>,
+    cancel: &Arc<AtomicBool>,
+    sources: &Sources,
+) -> Engine {
     let mut engine = Engine::new();
     engine.set_max_operations(limits::MAX_OPERATIONS);
     engine.set_max_call_levels(limits::MAX_CALL_LEVELS);
@@ -46,21 +62,19 @@ pub fn build(ctx: &Arc<LabContext>, sources: &Sources) -> Engine {
     engine.set_max_modules(limits::MAX_MODULES);
     engine.set_strict_variables(true);
     engine.set_fail_on_invalid_map_property(true);
-    engine.set_module_resolver(LabResolver::new(&ctx.playbook, sources.clone()));
+    engine.set_module_resolver(LabResolver::new(playbook, sources.clone()));
 
-    let reporter = ctx.reporter.clone();
-    engine.on_print(move |s| reporter.log(s));
-    let reporter = ctx.reporter.clone();
+    let r = reporter.clone();
+    engine.on_print(move |s| r.log(s));
+    let reporter = reporter.clone();
     engine.on_debug(move |s, _src, pos| {
         reporter.log(&match pos.line() {
             Some(line) => format!("[debug line {line}] {s}"),
             None => format!("[debug] {s}"),
         })
     });
-    let cancel = ctx.cancel.clone();
+    let cancel = cancel.clone();
     engine.on_progress(move |_| cancel.load(Ordering::Relaxed).then(|| "interrupted".into()));
-
-    crate::modules::register_all(&mut engine, ctx);
     engine
 }
 
@@ -71,10 +85,10 @@ pub fn source_name(playbook: &Path) -> String {
 
 /// Compiles the playbook and everything it imports, so errors surface
 /// before anything is done.
-pub fn compile(engine: &Engine, playbook: &Path, sources: &Sources) -> Result<AST, RunError> {
+pub fn compile(engine: &Engine, playbook: &Path, sources: &Sources) -> Result<AST, Error> {
     let name = source_name(playbook);
     let text = std::fs::read_to_string(playbook)
-        .map_err(|e| RunError::Input(format!("cannot read playbook {name}: {e}")))?;
+        .map_err(|e| Error::Input(format!("cannot read playbook {name}: {e}")))?;
     sources.insert(&name, &text);
     match engine.compile_into_self_contained(&rhai::Scope::new(), &text) {
         Ok(mut ast) => {
@@ -82,7 +96,7 @@ pub fn compile(engine: &Engine, playbook: &Path, sources: &Sources) -> Result<AS
             Ok(ast)
         }
         // Errors in imported modules carry their own file and position.
-        Err(err) => Err(RunError::Syntax(diagnostics::runtime_error(
+        Err(err) => Err(Error::Syntax(diagnostics::runtime_error(
             &err, &name, sources, engine, None,
         ))),
     }

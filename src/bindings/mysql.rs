@@ -6,14 +6,14 @@
 //! message; caught, `e.code` tells them apart.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use rhai::{
     Array, Blob, Dynamic, Engine, EvalAltResult, FnNamespace, Map, Module, NativeCallContext,
 };
 
-use super::{at_call, func, map_keys};
-use crate::engine::{LabContext, RhaiResult, script_error};
+use super::args::Options;
+use super::{LabContext, at_call, func};
+use crate::engine::{RhaiResult, script_error};
 use crate::mysql::{ConnectOptions, Db, MysqlError, Route, SqlParams, SqlRow, SqlValue};
 use crate::ssh::Session;
 
@@ -38,48 +38,23 @@ fn mysql_error(function: &str, e: MysqlError) -> Box<EvalAltResult> {
 }
 
 fn options(map: &Map) -> RhaiResult<ConnectOptions> {
-    const F: &str = "mysql::connect";
-    map_keys(F, map, CONNECT_KEYS, &["host", "user"])?;
-    let text = |key: &str| -> RhaiResult<Option<String>> {
-        match map.get(key) {
-            None => Ok(None),
-            Some(v) if v.is_unit() => Ok(None),
-            Some(v) => v
-                .clone()
-                .into_string()
-                .map(Some)
-                .map_err(|t| script_error(format!("{F}: `{key}` must be a string, got {t}"))),
-        }
-    };
-    let mut o = ConnectOptions::new(
-        text("host")?.unwrap_or_default(),
-        text("user")?.unwrap_or_default(),
+    let o = Options::new("mysql::connect", map, CONNECT_KEYS, &["host", "user"])?;
+    let mut c = ConnectOptions::new(
+        o.string("host")?.unwrap_or_default(),
+        o.string("user")?.unwrap_or_default(),
     );
-    if o.host.is_empty() {
-        return Err(script_error(format!("{F}: `host` is empty")));
+    if c.host.is_empty() {
+        return Err(o.error("`host` is empty"));
     }
-    o.password = text("password")?;
-    o.database = text("database")?;
-    if let Some(p) = map.get("port") {
-        let n = p
-            .as_int()
-            .map_err(|t| script_error(format!("{F}: `port` must be an integer, got {t}")))?;
-        o.port = u16::try_from(n)
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or_else(|| script_error(format!("{F}: `port` {n} is not a TCP port")))?;
+    c.password = o.string("password")?;
+    c.database = o.string("database")?;
+    if let Some(port) = o.port("port")? {
+        c.port = port;
     }
-    if let Some(t) = map.get("timeout") {
-        let secs = t
-            .as_float()
-            .or_else(|_| t.as_int().map(|i| i as f64))
-            .map_err(|t| script_error(format!("{F}: `timeout` must be seconds, got {t}")))?;
-        if !(secs.is_finite() && secs > 0.0) {
-            return Err(script_error(format!("{F}: `timeout` must be positive")));
-        }
-        o.connect_timeout = Duration::from_secs_f64(secs);
+    if let Some(t) = o.seconds("timeout")? {
+        c.connect_timeout = t;
     }
-    Ok(o)
+    Ok(c)
 }
 
 /// A Rhai value as a SQL parameter.

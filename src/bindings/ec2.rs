@@ -4,24 +4,17 @@ use std::sync::Arc;
 
 use rhai::{Array, Dynamic, Engine, FnNamespace, FuncRegistration, Map, Module, NativeCallContext};
 
-use super::{at_call, find_named, func, map_keys};
-use crate::engine::{LabContext, RhaiResult, provider_error, script_error};
+use super::args::Options;
+use super::{LabContext, at_call, find_named, func, provider_error};
+use crate::engine::{RhaiResult, script_error};
 use crate::providers::{Instance, InstanceSpec, SecurityGroup};
 
 const SPEC_KEYS: &[&str] = &["name", "image", "instance_type", "security_groups"];
 
 /// Reads an instance spec map, resolving groups given by name.
 fn spec_from_map(ctx: &LabContext, spec: Map) -> RhaiResult<InstanceSpec> {
-    map_keys("ec2::launch", &spec, SPEC_KEYS, &["name"])?;
-    let text = |key: &str, default: &str| -> RhaiResult<String> {
-        match spec.get(key) {
-            None => Ok(default.to_string()),
-            Some(v) => v.clone().into_string().map_err(|t| {
-                script_error(format!("ec2::launch: `{key}` must be a string, got {t}"))
-            }),
-        }
-    };
-    let name = text("name", "")?;
+    let o = Options::new("ec2::launch", &spec, SPEC_KEYS, &["name"])?;
+    let name = o.string("name")?.unwrap_or_default();
     if name.is_empty()
         || !name
             .chars()
@@ -31,10 +24,14 @@ fn spec_from_map(ctx: &LabContext, spec: Map) -> RhaiResult<InstanceSpec> {
             "ec2::launch: name '{name}' must be non-empty letters, digits, '-' or '_'"
         )));
     }
-    let image = text("image", ctx.provider.default_image())?;
-    let instance_type = text("instance_type", "t2.micro")?;
+    let image = o
+        .string("image")?
+        .unwrap_or_else(|| ctx.provider.default_image().to_string());
+    let instance_type = o
+        .string("instance_type")?
+        .unwrap_or_else(|| "t2.micro".to_string());
     let mut security_groups = Vec::new();
-    if let Some(groups) = spec.get("security_groups") {
+    if let Some(groups) = o.get("security_groups") {
         let groups = groups.clone().into_array().map_err(|t| {
             script_error(format!(
                 "ec2::launch: `security_groups` must be an array of security groups, got {t}"

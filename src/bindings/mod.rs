@@ -1,7 +1,10 @@
 //! Rhai bindings only: argument conversion, a call into plain Rust, error
-//! mapping. One file per script namespace; all registered by
-//! [`register_all`].
+//! mapping. One file per script namespace (Rhai's own modules are
+//! `stdlib/*.rhai`); all registered by [`register_all`], and [`engine`]
+//! builds the engine every command uses.
 
+pub mod args;
+pub mod context;
 pub mod ec2;
 pub mod lab;
 pub mod mysql;
@@ -10,11 +13,19 @@ pub mod ssh;
 
 use std::sync::Arc;
 
-use rhai::{Engine, FuncRegistration, Map, NativeCallContext};
+use rhai::{Engine, FuncRegistration, NativeCallContext};
 
-use crate::engine::{RhaiResult, script_error};
+pub use context::{LabContext, RunSetup, provider_error};
 
-use crate::engine::LabContext;
+use crate::engine::{RhaiResult, resolver::Sources};
+
+/// The engine for `ctx`, with every labrun function: what `run`,
+/// `validate` and `docs` all use.
+pub fn engine(ctx: &Arc<LabContext>, sources: &Sources) -> Engine {
+    let mut engine = crate::engine::build(&ctx.playbook, &ctx.reporter, &ctx.cancel, sources);
+    register_all(&mut engine, ctx);
+    engine
+}
 
 /// Registers every binding into `engine`.
 pub fn register_all(engine: &mut Engine, ctx: &Arc<LabContext>) {
@@ -65,25 +76,4 @@ pub fn find_named<T: Clone + Send + Sync + 'static>(
         .find(|x| name_of(x) == name)
         .map(rhai::Dynamic::from)
         .unwrap_or(rhai::Dynamic::UNIT)
-}
-
-/// Checks an options map: every key known, every required key present.
-pub fn map_keys(function: &str, map: &Map, known: &[&str], required: &[&str]) -> RhaiResult<()> {
-    for k in map.keys() {
-        if !known.contains(&k.as_str()) {
-            return Err(script_error(format!(
-                "{function}: unknown key `{k}`; expected {}",
-                known.join(", ")
-            )));
-        }
-    }
-    for r in required {
-        if !map.contains_key(*r) {
-            return Err(script_error(format!(
-                "{function}: missing `{r}` (keys: {})",
-                known.join(", ")
-            )));
-        }
-    }
-    Ok(())
 }

@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use rhai::{Array, Dynamic, Engine, FnNamespace, Map, Module, NativeCallContext};
 
-use super::{at_call, find_named, func, map_keys};
-use crate::engine::{LabContext, RhaiResult, provider_error, script_error};
+use super::args::Options;
+use super::{LabContext, at_call, find_named, func, provider_error};
+use crate::engine::{RhaiResult, script_error};
 use crate::providers::{self, Instance, Protocol, Rule, SecurityGroup, Source};
 
 const RULE_KEYS: &[&str] = &["port", "to_port", "protocol", "from"];
@@ -29,35 +30,20 @@ pub fn group_id_by_name(ctx: &LabContext, name: &str) -> RhaiResult<String> {
 }
 
 /// Reads a rule map: `#{port, to_port, protocol, from}`.
-fn rule_from_map(function: &str, ctx: &LabContext, map: Map) -> RhaiResult<Rule> {
-    map_keys(function, &map, RULE_KEYS, &["port", "from"])?;
-    let int = |key: &str| -> RhaiResult<Option<u16>> {
-        match map.get(key) {
-            None => Ok(None),
-            Some(v) => {
-                let n = v.as_int().map_err(|t| {
-                    script_error(format!("{function}: `{key}` must be an integer, got {t}"))
-                })?;
-                providers::parse_port(n, key)
-                    .map(Some)
-                    .map_err(|e| script_error(format!("{function}: {e}")))
-            }
-        }
-    };
-    let from_port = int("port")?.expect("checked present");
-    let to_port = int("to_port")?.unwrap_or(from_port);
+fn rule_from_map(function: &str, map: Map) -> RhaiResult<Rule> {
+    let o = Options::new(function, &map, RULE_KEYS, &["port", "from"])?;
+    let from_port = o.port("port")?.expect("checked present");
+    let to_port = o.port("to_port")?.unwrap_or(from_port);
     if to_port < from_port {
         return Err(script_error(format!(
             "{function}: to_port {to_port} is below port {from_port}"
         )));
     }
-    let protocol = match map.get("protocol") {
+    let protocol = match o.get("protocol") {
         None => Protocol::Tcp,
-        Some(v) => {
-            Protocol::parse(&v.to_string()).map_err(|e| script_error(format!("{function}: {e}")))?
-        }
+        Some(v) => Protocol::parse(&v.to_string()).map_err(|e| o.error(e))?,
     };
-    let from = map.get("from").expect("checked present").clone();
+    let from = o.get("from").expect("checked present").clone();
     let source = if let Some(i) = from.clone().try_cast::<Instance>() {
         Source::Cidr(format!("{}/32", i.private_ip))
     } else if let Some(g) = from.clone().try_cast::<SecurityGroup>() {
@@ -73,7 +59,6 @@ fn rule_from_map(function: &str, ctx: &LabContext, map: Map) -> RhaiResult<Rule>
             from.type_name()
         )));
     };
-    let _ = ctx;
     Ok(Rule {
         protocol,
         from_port,
@@ -118,7 +103,7 @@ fn change_rule(
     allow: bool,
 ) -> RhaiResult<bool> {
     ctx.check_cancel()?;
-    let rule = rule_from_map(function, ctx, rule)?;
+    let rule = rule_from_map(function, rule)?;
     let p = ctx.provider()?;
     let changed = ctx
         .block_on(async {
@@ -253,7 +238,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
         &mut m,
         move |nctx: NativeCallContext, spec: Map| -> RhaiResult<SecurityGroup> {
             at_call(&nctx, || {
-                map_keys("sg::ensure", &spec, &["name", "description"], &["name"])?;
+                Options::new("sg::ensure", &spec, &["name", "description"], &["name"])?;
                 let name = spec["name"].to_string();
                 if name.is_empty() || name.len() > 64 {
                     return Err(script_error("sg::ensure: `name` must be 1-64 characters"));

@@ -10,8 +10,9 @@ use rhai::{
     Array, Dynamic, Engine, FnNamespace, FnPtr, FuncRegistration, Map, Module, NativeCallContext,
 };
 
-use super::{at_call, func, map_keys};
-use crate::engine::{LabContext, RhaiResult, script_error};
+use super::args::{self, Options};
+use super::{LabContext, at_call, func};
+use crate::engine::{RhaiResult, script_error};
 use crate::providers::Instance;
 use crate::ssh::files::FileOptions;
 use crate::ssh::session::DEFAULT_CONNECT_TIMEOUT;
@@ -20,40 +21,6 @@ use crate::ssh::{Auth, ConnectOptions, RunOptions, Session, SshError, Target};
 
 fn fail(function: &str, e: SshError) -> Box<rhai::EvalAltResult> {
     script_error(format!("{function}: {e}"))
-}
-
-/// Seconds from a playbook number (integer or decimal).
-fn seconds(function: &str, key: &str, v: &Dynamic) -> RhaiResult<Duration> {
-    let secs = if let Some(i) = v.clone().try_cast::<i64>() {
-        i as f64
-    } else if let Some(f) = v.clone().try_cast::<f64>() {
-        f
-    } else {
-        return Err(script_error(format!(
-            "{function}: `{key}` must be a number of seconds, got {}",
-            v.type_name()
-        )));
-    };
-    if !secs.is_finite() || secs <= 0.0 {
-        return Err(script_error(format!(
-            "{function}: `{key}` must be a positive number of seconds, got {secs}"
-        )));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-fn text(function: &str, key: &str, v: &Dynamic) -> RhaiResult<String> {
-    v.clone()
-        .into_string()
-        .map_err(|t| script_error(format!("{function}: `{key}` must be a string, got {t}")))
-}
-
-fn flag(function: &str, key: &str, v: &Dynamic) -> RhaiResult<bool> {
-    v.as_bool().map_err(|t| {
-        script_error(format!(
-            "{function}: `{key}` must be true or false, got {t}"
-        ))
-    })
 }
 
 /// The lab's private key file.
@@ -92,37 +59,17 @@ fn instance_target(ctx: &LabContext, i: &Instance) -> RhaiResult<Target> {
 const TARGET_KEYS: &[&str] = &["host", "port", "user", "key_file", "password", "timeout"];
 
 fn map_target(ctx: &LabContext, m: &Map) -> RhaiResult<(Target, Duration)> {
-    let f = "ssh::connect";
-    map_keys(f, m, TARGET_KEYS, &["host"])?;
-    let host = text(f, "host", &m["host"])?;
-    let port = match m.get("port") {
-        None => 22,
-        Some(v) => {
-            let p = v
-                .as_int()
-                .map_err(|t| script_error(format!("{f}: `port` must be an integer, got {t}")))?;
-            crate::providers::parse_port(p, "port")
-                .map_err(|e| script_error(format!("{f}: {e}")))?
-        }
-    };
-    let user = match m.get("user") {
-        None => "ubuntu".to_string(),
-        Some(v) => text(f, "user", v)?,
-    };
-    let auth = match (m.get("key_file"), m.get("password")) {
-        (Some(_), Some(_)) => {
-            return Err(script_error(format!(
-                "{f}: give `key_file` or `password`, not both"
-            )));
-        }
-        (Some(k), None) => Auth::KeyFile(expand_home(&text(f, "key_file", k)?)),
-        (None, Some(p)) => Auth::Password(text(f, "password", p)?),
+    let o = Options::new("ssh::connect", m, TARGET_KEYS, &["host"])?;
+    let host = o.string("host")?.expect("checked present");
+    let port = o.port("port")?.unwrap_or(22);
+    let user = o.string("user")?.unwrap_or_else(|| "ubuntu".to_string());
+    let auth = match (o.string("key_file")?, o.string("password")?) {
+        (Some(_), Some(_)) => return Err(o.error("give `key_file` or `password`, not both")),
+        (Some(k), None) => Auth::KeyFile(expand_home(&k)),
+        (None, Some(p)) => Auth::Password(p),
         (None, None) => Auth::KeyFile(lab_key(ctx)?),
     };
-    let timeout = match m.get("timeout") {
-        None => DEFAULT_CONNECT_TIMEOUT,
-        Some(v) => seconds(f, "timeout", v)?,
-    };
+    let timeout = o.seconds("timeout")?.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
     let pin_id = format!("{host}:{port}");
     Ok((
         Target {
@@ -169,27 +116,19 @@ fn connect(ctx: &LabContext, target: &Target, timeout: Duration) -> RhaiResult<S
 const RUN_KEYS: &[&str] = &["sudo", "check", "stdin", "env", "timeout"];
 
 fn run_options(ctx: &LabContext, function: &str, m: &Map) -> RhaiResult<RunOptions> {
-    map_keys(function, m, RUN_KEYS, &[])?;
-    let mut o = RunOptions {
+    let o = Options::new(function, m, RUN_KEYS, &[])?;
+    let mut run = RunOptions {
         cancel: Some(ctx.cancel.clone()),
+        sudo: o.flag("sudo")?.unwrap_or(false),
+        check: o.flag("check")?.unwrap_or(true),
+        stdin: o.string("stdin")?.map(String::into_bytes),
+        timeout: o.seconds("timeout")?,
         ..Default::default()
     };
-    if let Some(v) = m.get("sudo") {
-        o.sudo = flag(function, "sudo", v)?;
-    }
-    if let Some(v) = m.get("check") {
-        o.check = flag(function, "check", v)?;
-    }
-    if let Some(v) = m.get("stdin") {
-        o.stdin = Some(text(function, "stdin", v)?.into_bytes());
-    }
-    if let Some(v) = m.get("timeout") {
-        o.timeout = Some(seconds(function, "timeout", v)?);
-    }
-    if let Some(v) = m.get("env") {
+    if let Some(v) = o.get("env") {
         let env = v.clone().try_cast::<Map>().ok_or_else(|| {
-            script_error(format!(
-                "{function}: `env` must be a map like #{{NAME: \"value\"}}, got {}",
+            o.error(format!(
+                "`env` must be a map like #{{NAME: \"value\"}}, got {}",
                 v.type_name()
             ))
         })?;
@@ -199,10 +138,10 @@ fn run_options(ctx: &LabContext, function: &str, m: &Map) -> RhaiResult<RunOptio
             } else {
                 v.to_string()
             };
-            o.env.push((k.to_string(), value));
+            run.env.push((k.to_string(), value));
         }
     }
-    Ok(o)
+    Ok(run)
 }
 
 fn run(ctx: &LabContext, s: &Session, cmd: &str, o: RunOptions) -> RhaiResult<Map> {
@@ -222,25 +161,19 @@ fn run(ctx: &LabContext, s: &Session, cmd: &str, o: RunOptions) -> RhaiResult<Ma
 const FILE_KEYS: &[&str] = &["mode", "owner", "sudo"];
 
 fn file_options(function: &str, m: &Map, keys: &[&str]) -> RhaiResult<FileOptions> {
-    map_keys(function, m, keys, &[])?;
-    let mut o = FileOptions {
-        sudo: true,
-        ..Default::default()
+    let o = Options::new(function, m, keys, &[])?;
+    let mode = match o.get("mode") {
+        Some(v) => Some(match v.as_int() {
+            Ok(i) => format!("{i:o}"),
+            Err(_) => args::string(function, "mode", v)?,
+        }),
+        None => None,
     };
-    if let Some(v) = m.get("mode") {
-        o.mode = Some(if let Some(i) = v.clone().try_cast::<i64>() {
-            format!("{i:o}")
-        } else {
-            text(function, "mode", v)?
-        });
-    }
-    if let Some(v) = m.get("owner") {
-        o.owner = Some(text(function, "owner", v)?);
-    }
-    if let Some(v) = m.get("sudo") {
-        o.sudo = flag(function, "sudo", v)?;
-    }
-    Ok(o)
+    Ok(FileOptions {
+        mode,
+        owner: o.string("owner")?,
+        sudo: o.flag("sudo")?.unwrap_or(true),
+    })
 }
 
 fn write_file(
@@ -295,13 +228,13 @@ fn replace_line(
 fn apt_install(ctx: &LabContext, s: &Session, packages: Array, m: &Map) -> RhaiResult<bool> {
     let f = "ssh.apt_install";
     ctx.check_cancel()?;
-    map_keys(f, m, &["lock_timeout"], &[])?;
+    let o = Options::new(f, m, &["lock_timeout"], &[])?;
     let mut options = AptOptions {
         cancel: Some(ctx.cancel.clone()),
         ..Default::default()
     };
-    if let Some(v) = m.get("lock_timeout") {
-        options.lock_timeout = seconds(f, "lock_timeout", v)?;
+    if let Some(t) = o.seconds("lock_timeout")? {
+        options.lock_timeout = t;
     }
     let mut names = Vec::new();
     for (i, p) in packages.into_iter().enumerate() {
@@ -603,8 +536,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
         `host:port` gives the same local port.",
         move |s: &mut Session, host: &str, port: i64| -> RhaiResult<i64> {
             c.check_cancel()?;
-            let port = crate::providers::parse_port(port, "port")
-                .map_err(|e| script_error(format!("ssh.forward: {e}")))?;
+            let port = args::port("ssh.forward", "port", &Dynamic::from(port))?;
             c.block_on(s.forward(host, port))
                 .map(|p| p as i64)
                 .map_err(|e| fail("ssh.forward", e))
@@ -646,11 +578,9 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
         &mut m,
         move |nctx: NativeCallContext, i: Instance, o: Map| -> RhaiResult<Session> {
             at_call(&nctx, || {
-                map_keys("ssh::connect", &o, &["timeout"], &[])?;
-                let timeout = match o.get("timeout") {
-                    Some(v) => seconds("ssh::connect", "timeout", v)?,
-                    None => DEFAULT_CONNECT_TIMEOUT,
-                };
+                let timeout = Options::new("ssh::connect", &o, &["timeout"], &[])?
+                    .seconds("timeout")?
+                    .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
                 let target = instance_target(&c, &i)?;
                 connect(&c, &target, timeout)
             })

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, Map, NativeCallContext};
 
+use super::LabContext;
 use super::func;
 use crate::engine::diagnostics;
-use crate::engine::{LabContext, RhaiResult, script_error};
+use crate::engine::{RhaiResult, script_error};
 use crate::report::{current_step, enter_step};
 
 pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {

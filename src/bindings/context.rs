@@ -1,16 +1,18 @@
 //! What every binding can reach while a playbook runs.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rhai::EvalAltResult;
 
+use crate::engine::{RhaiResult, script_error};
 use crate::ledger::Ledger;
 use crate::providers::{LabScope, Provider, ProviderError, ProviderKind, ProviderOptions};
-use crate::report::Reporter;
+use crate::redact::Redactor;
+use crate::report::{OutputMode, Reporter};
 
 /// Shared state of one run (or of an engine built only to validate or to
 /// print docs, in which case there is no ledger).
@@ -39,18 +41,73 @@ pub struct LabContext {
     pub ssh: crate::ssh::Pool,
 }
 
-/// Result type of bindings.
-pub type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
-
-/// A runtime error for the playbook, with labrun's message.
-pub fn script_error(message: impl Into<String>) -> Box<EvalAltResult> {
-    Box::new(EvalAltResult::ErrorRuntime(
-        message.into().into(),
-        rhai::Position::NONE,
-    ))
+/// What a run's context is made from.
+pub struct RunSetup {
+    pub lab: String,
+    pub provider: ProviderKind,
+    pub playbook: PathBuf,
+    pub reporter: Arc<Reporter>,
+    pub ledger: Arc<Ledger>,
+    pub sets: BTreeMap<String, String>,
+    pub provider_options: ProviderOptions,
+    pub cancel: Arc<AtomicBool>,
 }
 
 impl LabContext {
+    fn new(
+        lab: String,
+        provider: ProviderKind,
+        playbook: PathBuf,
+        reporter: Arc<Reporter>,
+        handle: tokio::runtime::Handle,
+    ) -> Self {
+        LabContext {
+            lab,
+            provider,
+            playbook,
+            reporter,
+            ledger: None,
+            sets: BTreeMap::new(),
+            declared_params: Mutex::new(None),
+            handle,
+            cancel: Arc::new(AtomicBool::new(false)),
+            input_error: AtomicBool::new(false),
+            failed_step: Mutex::new(None),
+            provider_options: ProviderOptions::default(),
+            provider_impl: Mutex::new(None),
+            ssh: Default::default(),
+        }
+    }
+
+    /// A context with no lab state: enough to compile `playbook` and to
+    /// list functions (`validate`, `docs`, the check before a run).
+    pub fn offline(handle: tokio::runtime::Handle, playbook: &Path) -> Arc<Self> {
+        let reporter = Arc::new(Reporter::new(OutputMode::Plain, false, Redactor::new()));
+        Arc::new(Self::new(
+            "validate".into(),
+            ProviderKind::Local,
+            playbook.to_path_buf(),
+            reporter,
+            handle,
+        ))
+    }
+
+    /// The context of a run of a lab whose ledger is open.
+    pub fn run(handle: tokio::runtime::Handle, setup: RunSetup) -> Arc<Self> {
+        let mut ctx = Self::new(
+            setup.lab,
+            setup.provider,
+            setup.playbook,
+            setup.reporter,
+            handle,
+        );
+        ctx.ledger = Some(setup.ledger);
+        ctx.sets = setup.sets;
+        ctx.provider_options = setup.provider_options;
+        ctx.cancel = setup.cancel;
+        Arc::new(ctx)
+    }
+
     pub fn cancelled(&self) -> bool {
         self.cancel.load(Ordering::SeqCst)
     }
