@@ -8,6 +8,8 @@
 
 use aws_sdk_ec2::types::Image;
 
+use super::errors::code;
+use super::{AwsProvider, filter};
 use crate::providers::{ImageInfo, ProviderError, ProviderResult};
 
 /// An image family labrun knows by name.
@@ -117,6 +119,49 @@ pub fn infos() -> Vec<ImageInfo> {
             detail: format!("{} (login user {})", k.detail, k.user),
         })
         .collect()
+}
+
+impl AwsProvider {
+    /// The `ImageId` for `RunInstances`.
+    pub(super) async fn resolve_image(&self, image: &str) -> ProviderResult<String> {
+        let known = match parse(image)? {
+            ImageRef::Literal(id) => return Ok(id),
+            ImageRef::Known(k) => k,
+        };
+        let mut cache = self.resolved_images.lock().await;
+        if let Some(id) = cache.get(image) {
+            return Ok(id.clone());
+        }
+        let found = self
+            .ec2
+            .describe_images()
+            .owners(known.owner)
+            .filters(filter("name", &[known.name_pattern]))
+            .filters(filter("architecture", &["x86_64"]))
+            .filters(filter("state", &["available"]))
+            .send()
+            .await;
+        let id = match found {
+            Ok(out) => newest(out.images()).and_then(|i| i.image_id().map(String::from)),
+            Err(e) if code(&e) == Some("UnauthorizedOperation") => None,
+            Err(e) => return Err(self.api(format!("looking up the newest {image} image"), e)),
+        };
+        let id = match id {
+            Some(id) => {
+                self.progress(&format!("{image} is {id} in {}", self.region));
+                id
+            }
+            None => {
+                self.progress(&format!(
+                    "no {image} image listed; EC2 resolves {} at launch",
+                    known.ssm_parameter
+                ));
+                format!("resolve:ssm:{}", known.ssm_parameter)
+            }
+        };
+        cache.insert(image.to_string(), id.clone());
+        Ok(id)
+    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::{self, pki_types::ServerName};
 
+use super::AwsProvider;
 use crate::providers::{ProviderError, ProviderResult};
 
 const HOST: &str = "checkip.amazonaws.com";
@@ -36,6 +37,30 @@ pub async fn detect_public_ipv4() -> ProviderResult<Ipv4Addr> {
             "operator_cidr: https://{HOST} did not answer within {}s; {HOW_TO_SET}",
             TIMEOUT.as_secs()
         ))),
+    }
+}
+
+impl AwsProvider {
+    /// `--operator-cidr`, else the detected public address (once per run).
+    pub(super) async fn operator_address(&self) -> ProviderResult<String> {
+        if let Some(c) = &self.operator_cidr {
+            return Ok(c.clone());
+        }
+        if let Some(e) = &self.endpoint {
+            return Err(ProviderError::Unavailable(format!(
+                "the EC2 endpoint is overridden ({e}), so labrun does not look up your public \
+                 address on the internet: {}",
+                HOW_TO_SET
+            )));
+        }
+        self.detected_cidr
+            .get_or_try_init(|| async {
+                let ip = detect_public_ipv4().await?;
+                self.progress(&format!("your public address is {ip}"));
+                Ok(format!("{ip}/32"))
+            })
+            .await
+            .cloned()
     }
 }
 

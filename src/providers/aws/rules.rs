@@ -28,6 +28,20 @@ pub fn to_permission(rule: &Rule, description: &str) -> IpPermission {
     .build()
 }
 
+/// `tcp/3306 from 172.31.0.5/32`.
+pub fn describe_rule(rule: &Rule) -> String {
+    let ports = if rule.from_port == rule.to_port {
+        rule.from_port.to_string()
+    } else {
+        format!("{}-{}", rule.from_port, rule.to_port)
+    };
+    let source = match &rule.source {
+        Source::Cidr(c) => c.as_str(),
+        Source::Group(g) => g.as_str(),
+    };
+    format!("{}/{ports} from {source}", rule.protocol.as_str())
+}
+
 /// The rules a group's permissions hold, one per source, sorted; and a
 /// description of each permission the domain cannot express (all traffic,
 /// ICMP, IPv6, prefix lists), which labrun leaves alone.
