@@ -30,9 +30,10 @@ use bollard::query_parameters::{
     WaitContainerOptions,
 };
 use futures_util::StreamExt;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::AsyncReadExt;
 
 use super::docker::{self, api};
+use super::host::{die_with_parent, on_path, path_with_sbin, run_lines};
 use super::instances::LABEL_ROLE;
 use super::network::fnv1a;
 use crate::providers::{ImageInfo, ProviderError, ProviderResult};
@@ -232,7 +233,7 @@ fn host_blocker() -> Option<String> {
     if !cfg!(target_os = "linux") {
         return Some("debootstrap needs a Linux host".into());
     }
-    if !super::firewall::on_path("debootstrap") {
+    if !on_path("debootstrap") {
         return Some("debootstrap is not installed (apt-get install debootstrap)".into());
     }
     if unsafe { libc::geteuid() } != 0 {
@@ -445,76 +446,6 @@ fn remember_steps(r: &Recipe, steps: u64) {
     );
 }
 
-/// Runs `cmd`, feeding each output line (stdout and stderr) to `on_line`;
-/// on failure the error carries the last lines.
-async fn run_lines(
-    mut cmd: tokio::process::Command,
-    what: &str,
-    mut on_line: impl FnMut(&str),
-) -> ProviderResult<()> {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    die_with_parent(&mut cmd);
-    let mut child = cmd.spawn().map_err(|source| ProviderError::Spawn {
-        what: format!("{what}: cannot start"),
-        source,
-    })?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let out = child.stdout.take().expect("piped");
-    let err = child.stderr.take().expect("piped");
-    let forward = |pipe: Box<dyn tokio::io::AsyncRead + Send + Unpin>| {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(pipe).lines();
-            while let Ok(Some(l)) = lines.next_line().await {
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        })
-    };
-    forward(Box::new(out));
-    forward(Box::new(err));
-    drop(tx);
-    let mut tail: Vec<String> = Vec::new();
-    while let Some(l) = rx.recv().await {
-        on_line(&l);
-        tail.push(l);
-        if tail.len() > 25 {
-            tail.remove(0);
-        }
-    }
-    let status = child.wait().await.map_err(|source| ProviderError::Spawn {
-        what: what.to_string(),
-        source,
-    })?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(ProviderError::Command {
-            what: what.to_string(),
-            status: status.to_string(),
-            output: tail.join("\n"),
-        })
-    }
-}
-
-/// Children of a build die with labrun (a killed labrun must not leave a
-/// debootstrap writing into a directory the next build removes).
-fn die_with_parent(cmd: &mut tokio::process::Command) {
-    #[cfg(target_os = "linux")]
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = cmd;
-}
-
 async fn build_debootstrap(
     docker: &Docker,
     r: &Recipe,
@@ -566,7 +497,7 @@ async fn debootstrap_and_import(
     cmd.arg(r.suite)
         .arg(&rootfs)
         .arg(mirror(r))
-        .env("PATH", sbin_path());
+        .env("PATH", path_with_sbin());
     let mut steps = 0u64;
     let expected = bar.length().unwrap_or(750).saturating_sub(50);
     run_lines(cmd, "debootstrap", |line| {
@@ -587,7 +518,7 @@ async fn debootstrap_and_import(
         .env("ROOT", &rootfs)
         .env("LABRUN_SOURCES", sources(r))
         .env("LABRUN_SOURCES_FILE", r.sources_file)
-        .env("PATH", sbin_path());
+        .env("PATH", path_with_sbin());
     run_lines(cmd, "customising the image", |_| {}).await?;
 
     bar.set_position(expected + 20);
@@ -595,13 +526,6 @@ async fn debootstrap_and_import(
     import(docker, r, reference, &rootfs).await?;
     bar.set_position(expected + 50);
     Ok(())
-}
-
-fn sbin_path() -> String {
-    format!(
-        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:{}",
-        std::env::var("PATH").unwrap_or_default()
-    )
 }
 
 /// Dockerfile-style settings of every base image.
