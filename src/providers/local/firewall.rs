@@ -21,6 +21,7 @@ use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use super::docker::{self, api};
+use super::host::{on_path, path_with_sbin};
 use super::instances::{LABEL_LAB, LABEL_ROLE};
 use crate::providers::{ProviderError, ProviderResult, SecurityGroup, Source};
 
@@ -116,16 +117,6 @@ impl Mode {
     }
 }
 
-pub fn on_path(program: &str) -> bool {
-    let extra = ["/usr/sbin", "/sbin"];
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain(extra.iter().map(Into::into))
-        .any(|d| d.join(program).is_file())
-}
-
 /// What an instance's table must be applied to.
 pub struct Target<'a> {
     pub container_id: &'a str,
@@ -200,11 +191,6 @@ async fn apply_nsenter(pid: i64, ruleset: &str) -> ProviderResult<()> {
             output: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         })
     }
-}
-
-fn path_with_sbin() -> String {
-    let path = std::env::var("PATH").unwrap_or_default();
-    format!("{path}:/usr/sbin:/sbin:/usr/bin:/bin")
 }
 
 /// Runs `nft -f -` in a helper container that joins the instance's network

@@ -11,6 +11,7 @@
 pub mod docker;
 pub mod firewall;
 pub mod groups;
+pub mod host;
 pub mod image;
 pub mod instances;
 pub mod network;
