@@ -35,6 +35,9 @@ impl Exit {
 pub enum LedgerError {
     #[error("{0}: {1}")]
     Io(PathBuf, #[source] std::io::Error),
+    /// There is nowhere private to keep lab state.
+    #[error("{0}")]
+    NoStateDir(String),
     #[error("{0} is not valid JSON ({1}); fix or remove it")]
     Corrupt(PathBuf, String),
     #[error(

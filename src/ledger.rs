@@ -24,8 +24,9 @@ use crate::secrets;
 
 /// Where labs' state lives: `LABRUN_STATE_DIR`, else `$XDG_STATE_HOME/labrun`,
 /// else `~/.local/state/labrun`.
-pub fn state_root() -> PathBuf {
+pub fn state_root() -> Result<PathBuf, LedgerError> {
     crate::dirs::labrun_dir("LABRUN_STATE_DIR", "XDG_STATE_HOME", ".local/state/labrun")
+        .map_err(LedgerError::NoStateDir)
 }
 
 /// Lab names become directory names, Docker labels and AWS tags.
@@ -157,13 +158,15 @@ impl Ledger {
     ) -> Result<Ledger, LedgerError> {
         validate_lab_name(lab)?;
         let dir = root.join("labs").join(lab);
-        fs::create_dir_all(&dir).map_err(|e| LedgerError::Io(dir.clone(), e))?;
+        private_dir(&dir)?;
         let lock_path = dir.join("lock");
         let mut lock = OpenOptions::new()
             .create(true)
             .truncate(false)
             .read(true)
             .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&lock_path)
             .map_err(|e| LedgerError::Io(lock_path.clone(), e))?;
         match lock.try_lock() {
@@ -341,28 +344,56 @@ impl Ledger {
     }
 }
 
+/// Makes `dir` (and any missing parent) as a directory only its owner can
+/// enter, and narrows it to that if it exists wider (labs made by older
+/// labruns were 0755).
+pub fn private_dir(dir: &Path) -> Result<(), LedgerError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let io = |e| LedgerError::Io(dir.to_path_buf(), e);
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io)?;
+    let meta = fs::symlink_metadata(dir).map_err(io)?;
+    if !meta.is_dir() {
+        return Err(io(std::io::Error::other(
+            "is not a directory (a symbolic link?); remove it",
+        )));
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io)?;
+    }
+    Ok(())
+}
+
 /// Writes `contents` to `path` so that readers see the old file or the new
-/// one, never a mix: temp file, fsync, rename, fsync of the directory.
+/// one, never a mix: a new temp file with a random name, created with its
+/// final mode and never through a symbolic link (`O_EXCL|O_NOFOLLOW`),
+/// fsync, rename, fsync of the directory.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), LedgerError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
-        ".{}.tmp.{}",
+        ".{}.{:016x}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
+        rand::random::<u64>()
     ));
     let io = |e| LedgerError::Io(path.to_path_buf(), e);
-    {
+    let written = (|| {
         let mut f = OpenOptions::new()
-            .create(true)
             .write(true)
-            .truncate(true)
+            .create_new(true)
             .mode(mode)
-            .open(&tmp)
-            .map_err(io)?;
-        f.write_all(contents).map_err(io)?;
-        f.sync_all().map_err(io)?;
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(io(e));
     }
-    fs::rename(&tmp, path).map_err(io)?;
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }

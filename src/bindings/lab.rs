@@ -6,6 +6,7 @@ use std::time::Duration;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, Map, NativeCallContext};
 
 use super::LabContext;
+use super::args::{self, Options};
 use super::func;
 use crate::engine::diagnostics;
 use crate::engine::{RhaiResult, script_error};
@@ -22,12 +23,20 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
         (a string default always takes the text as given).",
     )
     .register_into_engine(engine, move |defaults: Map| -> RhaiResult<Map> {
-        let merged = crate::params::merge(&defaults, &c.sets).map_err(|e| c.input_error(e))?;
-        let mut declared = c.declared_params.lock().expect("params lock");
-        let keys = declared.get_or_insert_with(Vec::new);
-        keys.extend(defaults.keys().map(|k| k.to_string()));
-        Ok(merged)
+        params(&c, defaults, &Map::new())
     });
+    let c = ctx.clone();
+    func(
+        "params",
+        &["defaults: Map", "options: Map", "Map"],
+        "`params(defaults)` with `#{secret: [\"key\", ...]}`: the values of those
+        parameters (their defaults and what `--set` gives) are secrets, masked as
+        `********` in everything labrun prints or writes, like `secret()` values.",
+    )
+    .register_into_engine(
+        engine,
+        move |defaults: Map, options: Map| -> RhaiResult<Map> { params(&c, defaults, &options) },
+    );
 
     let c = ctx.clone();
     func(
@@ -47,6 +56,18 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
         c.ledger()?
             .secret(name)
             .map_err(|e| script_error(format!("secret('{name}'): {e}")))
+    });
+
+    let c = ctx.clone();
+    func(
+        "mask",
+        &["value: string", "()"],
+        "Treats `value` as a secret from now on: masked as `********` in everything
+        labrun prints or writes, like `secret()` values (for a password that comes
+        from elsewhere). Values shorter than 6 characters are not masked.",
+    )
+    .register_into_engine(engine, move |value: &str| {
+        c.reporter.redactor().add(value);
     });
 
     let c = ctx.clone();
@@ -163,6 +184,45 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
     .register_into_engine(engine, |message: &str| -> RhaiResult<()> {
         Err(script_error(message))
     });
+}
+
+/// `params(defaults, options)`: registers the secret parameters' values
+/// with the redactor first, so no message about them (a wrong `--set` type,
+/// say) can show them.
+fn params(ctx: &LabContext, defaults: Map, options: &Map) -> RhaiResult<Map> {
+    const F: &str = "params";
+    let o = Options::new(F, options, &["secret"], &[])?;
+    let mut secret = Vec::new();
+    if let Some(list) = o.get("secret") {
+        let list = list.clone().into_array().map_err(|t| {
+            o.error(format!(
+                "`secret` must be an array of parameter names, got {t}"
+            ))
+        })?;
+        for item in list {
+            let name = args::string(F, "secret", &item)?;
+            if !defaults.contains_key(name.as_str()) {
+                return Err(o.error(format!(
+                    "`secret` names '{name}', which is not a parameter of `defaults`"
+                )));
+            }
+            secret.push(name);
+        }
+    }
+    let redactor = ctx.reporter.redactor();
+    for name in &secret {
+        if let Some(raw) = ctx.sets.get(name) {
+            redactor.add(raw);
+        }
+        if let Some(v) = defaults.get(name.as_str()).filter(|v| v.is_string()) {
+            redactor.add(&v.to_string());
+        }
+    }
+    let merged = crate::params::merge(&defaults, &ctx.sets).map_err(|e| ctx.input_error(e))?;
+    let mut declared = ctx.declared_params.lock().expect("params lock");
+    let keys = declared.get_or_insert_with(Vec::new);
+    keys.extend(defaults.keys().map(|k| k.to_string()));
+    Ok(merged)
 }
 
 fn sleep(ctx: &LabContext, seconds: f64) -> RhaiResult<()> {

@@ -176,6 +176,10 @@ fn server_map(db: &Db) -> Map {
 fn connect(ctx: &LabContext, spec: Map) -> RhaiResult<Db> {
     const F: &str = "mysql::connect";
     let opts = options(&spec)?;
+    // A password the playbook gives is a secret like `secret()`'s.
+    if let Some(pw) = &opts.password {
+        ctx.reporter.redactor().add(pw);
+    }
     ctx.check_cancel()?;
     let route = match spec.get("via").filter(|v| !v.is_unit()) {
         None => None,

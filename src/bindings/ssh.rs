@@ -66,7 +66,11 @@ fn map_target(ctx: &LabContext, m: &Map) -> RhaiResult<(Target, Duration)> {
     let auth = match (o.string("key_file")?, o.string("password")?) {
         (Some(_), Some(_)) => return Err(o.error("give `key_file` or `password`, not both")),
         (Some(k), None) => Auth::KeyFile(expand_home(&k)),
-        (None, Some(p)) => Auth::Password(p),
+        (None, Some(p)) => {
+            // A password the playbook gives is a secret like `secret()`'s.
+            ctx.reporter.redactor().add(&p);
+            Auth::Password(p)
+        }
         (None, None) => Auth::KeyFile(lab_key(ctx)?),
     };
     let timeout = o.seconds("timeout")?.unwrap_or(DEFAULT_CONNECT_TIMEOUT);

@@ -18,7 +18,7 @@ pub fn destroy(
     reporter: &Arc<Reporter>,
     args: DestroyArgs,
 ) -> Result<Exit, Error> {
-    let root = ledger::state_root();
+    let root = ledger::state_root()?;
     let labs = targets(&root, &args)?;
     // One lab's failure does not stop the others; every failure is shown.
     let mut errors: Vec<Error> = labs

@@ -51,7 +51,7 @@ pub fn run(
 
     let provider = args.provider;
     let ledger = Arc::new(Ledger::open(
-        &ledger::state_root(),
+        &ledger::state_root()?,
         &lab,
         provider,
         reporter.redactor().clone(),

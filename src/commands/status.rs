@@ -27,7 +27,7 @@ pub fn status(
     reporter: &Arc<Reporter>,
     only: Option<&str>,
 ) -> Result<Exit, Error> {
-    let root = ledger::state_root();
+    let root = ledger::state_root()?;
     let labs: Vec<String> = ledger::list_labs(&root)
         .into_iter()
         .filter(|l| only.is_none_or(|o| o == l))

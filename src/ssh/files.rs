@@ -60,7 +60,13 @@ t=$(mktemp "$d/.labrun.XXXXXX") || exit 2
 trap 'rm -f -- "$t"' EXIT
 cat > "$t" || exit 2
 if [ -f "$p" ] && cmp -s -- "$t" "$p"; then :; else
-  if [ -e "$p" ]; then chmod --reference="$p" -- "$t"; chown --reference="$p" -- "$t" 2>/dev/null; else chmod 644 -- "$t"; fi
+  # The new file gets its final mode and owner while it is still the
+  # private (0600) temp file: a secret is never readable for a moment.
+  if [ -n "$m" ]; then chmod "$m" -- "$t" || exit 2
+  elif [ -e "$p" ]; then chmod --reference="$p" -- "$t"
+  else chmod 644 -- "$t"; fi
+  if [ -n "$o" ]; then chown -- "$o" "$t" || exit 2
+  elif [ -e "$p" ]; then chown --reference="$p" -- "$t" 2>/dev/null; fi
   mv -f -- "$t" "$p" || exit 2
   c=1
 fi

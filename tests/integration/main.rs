@@ -5,5 +5,6 @@ mod harness;
 mod lab;
 mod local;
 mod mysql;
+mod private;
 mod runtime;
 mod ssh;

@@ -13,8 +13,9 @@ use crate::report::Reporter;
 
 /// Where labrun keeps build work and locks: `LABRUN_CACHE_DIR`, else
 /// `$XDG_CACHE_HOME/labrun`, else `~/.cache/labrun`.
-pub fn cache_dir() -> PathBuf {
+pub fn cache_dir() -> ProviderResult<PathBuf> {
     crate::dirs::labrun_dir("LABRUN_CACHE_DIR", "XDG_CACHE_HOME", ".cache/labrun")
+        .map_err(ProviderError::Unavailable)
 }
 
 /// Builds within this process take turns before they take the file lock.
@@ -39,7 +40,7 @@ pub async fn lock(reporter: &Reporter, name: &str) -> ProviderResult<BuildLock> 
 }
 
 async fn lock_file(reporter: &Reporter, name: &str) -> ProviderResult<File> {
-    let dir = cache_dir().join("locks");
+    let dir = cache_dir()?.join("locks");
     std::fs::create_dir_all(&dir).map_err(|source| ProviderError::File {
         path: dir.clone(),
         source,
@@ -74,15 +75,15 @@ async fn lock_file(reporter: &Reporter, name: &str) -> ProviderResult<File> {
 /// How many progress lines a build of `r` printed last time (a guess the
 /// first time).
 pub fn expected_steps(r: &Recipe) -> u64 {
-    std::fs::read_to_string(cache_dir().join(format!("{}.steps", r.name)))
+    cache_dir()
         .ok()
+        .and_then(|d| std::fs::read_to_string(d.join(format!("{}.steps", r.name))).ok())
         .and_then(|t| t.trim().parse().ok())
         .unwrap_or(700)
 }
 
 pub fn remember_steps(r: &Recipe, steps: u64) {
-    let _ = std::fs::write(
-        cache_dir().join(format!("{}.steps", r.name)),
-        steps.to_string(),
-    );
+    if let Ok(d) = cache_dir() {
+        let _ = std::fs::write(d.join(format!("{}.steps", r.name)), steps.to_string());
+    }
 }

@@ -27,7 +27,7 @@ pub async fn build(
     reference: &str,
     bar: &indicatif::ProgressBar,
 ) -> ProviderResult<()> {
-    let cache = cache_dir();
+    let cache = cache_dir()?;
     let builds = cache.join("build");
     // Leftovers of killed builds of this image (we hold its lock).
     if let Ok(entries) = std::fs::read_dir(&builds) {
