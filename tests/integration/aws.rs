@@ -1031,6 +1031,33 @@ fn aws_destroy_refuses_what_its_ledger_names_without_the_lab_id() {
     );
     assert!(moto.groups(REGION, "shared").is_empty());
     assert!(moto.key_pairs(REGION, "shared").is_empty());
+
+    // A ledger from before lab ids gets one, and its old instance is refused.
+    let c = on_aws(Test::new(), &moto.url);
+    std::fs::create_dir_all(c.lab_dir("shared")).unwrap();
+    let old_ledger = serde_json::json!({"lab": "shared", "provider": "aws", "region": REGION,
+        "created_at": 1, "updated_at": 1, "resources": [entry("instance", "old", legacy)]});
+    std::fs::write(
+        c.lab_dir("shared").join("ledger.json"),
+        old_ledger.to_string(),
+    )
+    .unwrap();
+    c.run_with(&["destroy", "--lab", "shared"])
+        .assert_code(0)
+        .assert_stderr_contains(
+            "warning: lab 'shared' was recorded by a labrun from before lab ids: its resources \
+             at AWS carry no labrun:lab-id tag",
+        )
+        .assert_stderr_contains(&format!(
+            "warning: instance old ({legacy}) is in lab 'shared's ledger but is not this lab's \
+             (it has no labrun:lab-id tag"
+        ))
+        .assert_stderr_contains("lab 'shared': nothing left to remove on aws");
+    assert_eq!(lab_id(&c, "shared").len(), 16);
+    assert_eq!(
+        ids(&moto.instances(REGION, "shared"), "InstanceId"),
+        [legacy]
+    );
 }
 
 /// Polls `f` every 100 ms until it returns `Some`, for at most `limit`.
