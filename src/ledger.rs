@@ -121,6 +121,12 @@ pub struct LedgerData {
     /// Pinned SSH host keys by instance id.
     #[serde(default)]
     pub host_keys: BTreeMap<String, String>,
+    /// A random id telling this lab's cloud resources from those of another
+    /// copy of the same lab name (another state directory, another person)
+    /// in one account: the name alone is not an identity. Made once, by
+    /// [`Ledger::lab_id`]; ledgers written before it existed have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lab_id: Option<String>,
 }
 
 impl LedgerData {
@@ -253,6 +259,19 @@ impl Ledger {
 
     pub fn save(&self) -> Result<(), LedgerError> {
         self.update(|_| ())
+    }
+
+    /// The lab's id, made (and saved) on first use and never changed after,
+    /// so every run and `destroy` from this state directory agree on it.
+    pub fn lab_id(&self) -> Result<String, LedgerError> {
+        if let Some(id) = self.data.lock().expect("ledger lock").lab_id.clone() {
+            return Ok(id);
+        }
+        self.update(|d| {
+            d.lab_id
+                .get_or_insert_with(|| format!("{:016x}", rand::random::<u64>()))
+                .clone()
+        })
     }
 
     /// Records that a resource is about to be created.
@@ -444,6 +463,37 @@ mod tests {
         assert_eq!(mode, 0o600);
         let ledger_text = fs::read_to_string(l.dir().join("ledger.json")).unwrap();
         assert!(!ledger_text.contains(&pw));
+    }
+
+    #[test]
+    fn lab_id_is_made_once_and_kept() {
+        let root = tempfile::tempdir().unwrap();
+        let first = {
+            let l = Ledger::open(root.path(), "t3", ProviderKind::Aws, Redactor::new()).unwrap();
+            assert_eq!(l.snapshot().lab_id, None);
+            let id = l.lab_id().unwrap();
+            assert_eq!(id.len(), 16);
+            assert!(id.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
+            assert_eq!(l.lab_id().unwrap(), id);
+            id
+        };
+        let l = Ledger::open(root.path(), "t3", ProviderKind::Aws, Redactor::new()).unwrap();
+        assert_eq!(l.lab_id().unwrap(), first);
+        let other = tempfile::tempdir().unwrap();
+        let l2 = Ledger::open(other.path(), "t3", ProviderKind::Aws, Redactor::new()).unwrap();
+        assert_ne!(
+            l2.lab_id().unwrap(),
+            first,
+            "another state directory, another lab"
+        );
+    }
+
+    #[test]
+    fn ledgers_without_a_lab_id_still_load() {
+        let old = r#"{"lab": "old", "provider": "aws", "created_at": 1, "updated_at": 2,
+                      "resources": [], "host_keys": {}}"#;
+        let d: LedgerData = serde_json::from_str(old).unwrap();
+        assert_eq!(d.lab_id, None);
     }
 
     #[test]

@@ -160,6 +160,7 @@ impl LabContext {
             ledger,
             reporter: self.reporter.clone(),
             public_key: key.public_line,
+            cancel: self.cancel.clone(),
         };
         let p = self
             .block_on(self.provider.connect(scope, &self.provider_options))

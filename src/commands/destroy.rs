@@ -83,6 +83,9 @@ fn execute(
         ledger: ledger.clone(),
         reporter: reporter.clone(),
         public_key,
+        // No Ctrl-C handler here: SIGINT ends `destroy` at once, and the
+        // ledger forgets a resource only once it is gone.
+        cancel: Default::default(),
     };
     let removed = runtime.block_on(async {
         let p = provider.connect(scope, &args.aws.options()).await?;

@@ -61,6 +61,9 @@ pub enum ProviderError {
     /// vanished while launching, a network is full).
     #[error("{0}")]
     State(String),
+    /// Ctrl-C stopped the call.
+    #[error("interrupted")]
+    Interrupted,
     /// What labrun was doing when `source` happened.
     #[error("{context}: {source}")]
     Context {

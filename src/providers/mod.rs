@@ -8,7 +8,10 @@ pub mod kind;
 pub mod local;
 pub mod types;
 
+use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -27,6 +30,28 @@ pub struct LabScope {
     pub reporter: Arc<Reporter>,
     /// The lab's SSH public key (OpenSSH one-line format).
     pub public_key: String,
+    /// Set by Ctrl-C: a provider call in flight, or a wait, stops at once.
+    pub cancel: Arc<AtomicBool>,
+}
+
+impl LabScope {
+    /// Runs `work` until it ends or Ctrl-C is pressed. On Ctrl-C `work` is
+    /// dropped, which abandons its in-flight request and any wait; the ledger
+    /// holds what it recorded before, as after a crash.
+    pub async fn interruptible<T>(
+        &self,
+        work: impl Future<Output = ProviderResult<T>>,
+    ) -> ProviderResult<T> {
+        let cancelled = async {
+            while !self.cancel.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::select! {
+            out = work => out,
+            () = cancelled => Err(ProviderError::Interrupted),
+        }
+    }
 }
 
 /// Options only some providers use (AWS region, profile, endpoint).

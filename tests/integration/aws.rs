@@ -409,22 +409,35 @@ struct FaultProxy {
     faults: Arc<AtomicUsize>,
 }
 
-/// An EC2 error answer: HTTP status, code, message.
+/// What the proxy does with one EC2 action.
 #[derive(Clone, Copy)]
 struct Fault {
     action: &'static str,
-    status: &'static str,
-    code: &'static str,
-    message: &'static str,
-    /// Answer this many requests with the error, then forward again.
+    answer: Answer,
+    /// Answer this many requests so, then forward again.
     times: usize,
+}
+
+#[derive(Clone, Copy)]
+enum Answer {
+    /// An EC2 error answer: HTTP status, code, message.
+    Error {
+        status: &'static str,
+        code: &'static str,
+        message: &'static str,
+    },
+    /// Forward the request to EC2, then never answer labrun: the action
+    /// happened and labrun does not know it (it is killed while it waits).
+    Swallow,
 }
 
 const UNAUTHORIZED_RUN: Fault = Fault {
     action: "RunInstances",
-    status: "403 Forbidden",
-    code: "UnauthorizedOperation",
-    message: "You are not authorized to perform this operation.",
+    answer: Answer::Error {
+        status: "403 Forbidden",
+        code: "UnauthorizedOperation",
+        message: "You are not authorized to perform this operation.",
+    },
     times: usize::MAX,
 };
 
@@ -484,25 +497,38 @@ fn proxy_one(
         buf.extend_from_slice(&chunk[..n]);
     }
     let body = String::from_utf8_lossy(&buf[head_end..]).to_string();
-    if body
+    let faulted = body
         .split('&')
         .any(|kv| kv == format!("Action={}", fault.action))
-        && faults.fetch_add(1, Ordering::SeqCst) < fault.times
-    {
-        let xml = format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error>\
-             <Code>{}</Code><Message>{}</Message></Error></Errors>\
-             <RequestID>labrun-test-fault</RequestID></Response>",
-            fault.code, fault.message
-        );
-        write!(
-            client,
-            "HTTP/1.1 {}\r\nContent-Type: text/xml;charset=UTF-8\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{xml}",
-            fault.status,
-            xml.len()
-        )?;
-        return Ok(());
+        && faults.fetch_add(1, Ordering::SeqCst) < fault.times;
+    match fault.answer {
+        Answer::Error {
+            status,
+            code,
+            message,
+        } if faulted => {
+            let xml = format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error>\
+                 <Code>{code}</Code><Message>{message}</Message></Error></Errors>\
+                 <RequestID>labrun-test-fault</RequestID></Response>"
+            );
+            write!(
+                client,
+                "HTTP/1.1 {status}\r\nContent-Type: text/xml;charset=UTF-8\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{xml}",
+                xml.len()
+            )?;
+            return Ok(());
+        }
+        Answer::Swallow if faulted => {
+            let mut server = TcpStream::connect(upstream)?;
+            server.write_all(&buf)?;
+            std::io::copy(&mut server, &mut std::io::sink())?;
+            // Hold labrun's connection until labrun goes away.
+            while client.read(&mut chunk)? > 0 {}
+            return Ok(());
+        }
+        _ => {}
     }
     let mut server = TcpStream::connect(upstream)?;
     server.write_all(&buf)?;
@@ -717,10 +743,12 @@ fn aws_launch_tries_the_next_zone_when_one_cannot_run_the_type() {
         &moto.url,
         Fault {
             action: "RunInstances",
-            status: "400 Bad Request",
-            code: "Unsupported",
-            message: "Your requested instance type (t2.micro) is not supported in your \
-                      requested Availability Zone (us-east-1a).",
+            answer: Answer::Error {
+                status: "400 Bad Request",
+                code: "Unsupported",
+                message: "Your requested instance type (t2.micro) is not supported in your \
+                          requested Availability Zone (us-east-1a).",
+            },
             times: 1,
         },
     );
@@ -776,4 +804,504 @@ fn the_shipped_lab_runs_on_the_emulator_as_far_as_it_can_and_says_why_it_stops()
         .filter(|i| i["State"]["Name"] != "terminated")
         .collect();
     assert!(left.is_empty(), "{left:#?}");
+}
+
+/// The lab id that a state directory's ledger holds for `lab`.
+fn lab_id(t: &Test, lab: &str) -> String {
+    let ledger = ledger(t, lab);
+    ledger["lab_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no lab_id in {ledger:#}"))
+        .to_string()
+}
+
+fn ledger(t: &Test, lab: &str) -> Value {
+    let path = t.lab_dir(lab).join("ledger.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The resources of `list` tagged with lab id `id`.
+fn with_id<'a>(list: &'a [Value], id: &str) -> Vec<&'a Value> {
+    list.iter()
+        .filter(|r| tag(r, "labrun:lab-id") == Some(id))
+        .collect()
+}
+
+fn names(list: &[&Value], key: &str) -> Vec<String> {
+    let mut v: Vec<String> = list
+        .iter()
+        .map(|r| r[key].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn aws_one_lab_name_in_two_state_directories_is_two_labs() {
+    let moto = Moto::start();
+    let a = on_aws(Test::new(), &moto.url)
+        .playbook("twin.rhai", TUTORIAL_INFRA)
+        .args(&["--provider", "aws"]);
+    let b = on_aws(Test::new(), &moto.url)
+        .playbook("twin.rhai", TUTORIAL_INFRA)
+        .args(&["--provider", "aws"]);
+    a.run()
+        .assert_code(0)
+        .assert_stderr_contains("ok=0 changed=3 failed=0");
+    // B adopts none of A's resources: it makes its own.
+    b.run()
+        .assert_code(0)
+        .assert_stderr_contains("ok=0 changed=3 failed=0");
+    let (id_a, id_b) = (lab_id(&a, "twin"), lab_id(&b, "twin"));
+    assert_ne!(id_a, id_b);
+
+    let instances = moto.instances(REGION, "twin");
+    assert_eq!(instances.len(), 4, "{instances:#?}");
+    let (inst_a, inst_b) = (with_id(&instances, &id_a), with_id(&instances, &id_b));
+    assert_eq!(inst_a.len(), 2);
+    assert_eq!(inst_b.len(), 2);
+    let groups = moto.groups(REGION, "twin");
+    assert_eq!(groups.len(), 4, "{groups:#?}");
+    let short_b = &id_b[..8];
+    assert_eq!(
+        names(&with_id(&groups, &id_a), "GroupName"),
+        ["twin-mysql-client-sg", "twin-mysql-server-sg"]
+    );
+    assert_eq!(
+        names(&with_id(&groups, &id_b), "GroupName"),
+        [
+            format!("twin-mysql-client-sg-{short_b}"),
+            format!("twin-mysql-server-sg-{short_b}")
+        ]
+    );
+    let keys = moto.key_pairs(REGION, "twin");
+    assert_eq!(names(&with_id(&keys, &id_a), "KeyName"), ["twin-key"]);
+    assert_eq!(
+        names(&with_id(&keys, &id_b), "KeyName"),
+        [format!("twin-key-{short_b}")]
+    );
+    for i in &inst_b {
+        assert_eq!(i["KeyName"], format!("twin-key-{short_b}"));
+        let group = i["SecurityGroups"][0]["GroupId"].as_str().unwrap();
+        assert!(
+            with_id(&groups, &id_b)
+                .iter()
+                .any(|g| g["GroupId"] == group),
+            "B's instance runs in B's group: {i:#?}"
+        );
+    }
+    // Each copy still finds its own on a second run.
+    a.run()
+        .assert_code(0)
+        .assert_stderr_contains("changed=0 failed=0");
+    assert_eq!(moto.instances(REGION, "twin").len(), 4);
+
+    // Destroying B leaves A's lab as it was.
+    b.run_with(&["destroy", "--lab", "twin"])
+        .assert_code(0)
+        .assert_stderr_contains("lab 'twin': removed 5 resources on aws");
+    let left = moto.instances(REGION, "twin");
+    assert_eq!(
+        ids(&left, "InstanceId"),
+        names(&inst_a, "InstanceId"),
+        "A's instances live on"
+    );
+    assert!(left.iter().all(|i| i["State"]["Name"] == "running"));
+    assert_eq!(
+        names(
+            &moto.groups(REGION, "twin").iter().collect::<Vec<_>>(),
+            "GroupName"
+        ),
+        ["twin-mysql-client-sg", "twin-mysql-server-sg"]
+    );
+    assert_eq!(
+        names(
+            &moto.key_pairs(REGION, "twin").iter().collect::<Vec<_>>(),
+            "KeyName"
+        ),
+        ["twin-key"]
+    );
+    a.run_with(&["destroy", "--lab", "twin"])
+        .assert_code(0)
+        .assert_stderr_contains("lab 'twin': removed 5 resources on aws");
+    assert!(moto.instances(REGION, "twin").is_empty());
+    assert!(moto.groups(REGION, "twin").is_empty());
+    assert!(moto.key_pairs(REGION, "twin").is_empty());
+}
+
+/// A group and an instance in it, the smallest lab with all three kinds.
+const WEB: &str = r#"
+let g = sg::ensure(#{ name: "web" });
+ec2::launch(#{ name: "web", security_groups: [g] });
+"#;
+
+#[test]
+fn aws_destroy_refuses_what_its_ledger_names_without_the_lab_id() {
+    let moto = Moto::start();
+    let a = on_aws(Test::new(), &moto.url)
+        .playbook("shared.rhai", WEB)
+        .args(&["--provider", "aws"]);
+    let b = on_aws(Test::new(), &moto.url)
+        .playbook("shared.rhai", WEB)
+        .args(&["--provider", "aws"]);
+    a.run().assert_code(0);
+    b.run().assert_code(0);
+    let id_a = lab_id(&a, "shared");
+    let id_b = lab_id(&b, "shared");
+    let instances = moto.instances(REGION, "shared");
+    let a_instance = with_id(&instances, &id_a)[0]["InstanceId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let groups = moto.groups(REGION, "shared");
+    let a_group = with_id(&groups, &id_a)[0]["GroupId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Made by a labrun from before lab ids: the lab's name, no id.
+    let legacy = moto.query(
+        REGION,
+        "tags = [{'Key': 'labrun:lab', 'Value': 'shared'}, {'Key': 'Name', 'Value': 'old'}]\n\
+         out = ec2.run_instances(ImageId='ami-12345678', MinCount=1, MaxCount=1, \
+         TagSpecifications=[{'ResourceType': 'instance', 'Tags': tags}])['Instances'][0]['InstanceId']",
+    );
+    let legacy = legacy.as_str().unwrap();
+
+    // B's ledger names A's instance, group and key pair (as a labrun that
+    // adopted by name alone recorded them), and the old instance.
+    let path = b.lab_dir("shared").join("ledger.json");
+    let mut data = ledger(&b, "shared");
+    let entry = |kind: &str, name: &str, id: &str| {
+        serde_json::json!({"kind": kind, "name": name, "id": id, "state": "created",
+                           "data": {}, "recorded_at": 1})
+    };
+    let list = data["resources"].as_array_mut().unwrap();
+    list.push(entry("instance", "adopted", &a_instance));
+    list.push(entry("instance", "old", legacy));
+    list.push(entry("security_group", "adopted-sg", &a_group));
+    list.push(entry("key_pair", "shared-key", "key-of-a"));
+    std::fs::write(&path, data.to_string()).unwrap();
+
+    let out = b.run_with(&["destroy", "--lab", "shared"]);
+    out.assert_code(0)
+        .assert_stderr_contains(&format!(
+            "warning: instance adopted ({a_instance}) is in lab 'shared's ledger but is not this \
+             lab's (it is another copy of lab 'shared' (labrun:lab-id {id_a}; this lab's is \
+             {id_b}), from another state directory or person): not deleted, and dropped from \
+             the ledger; delete it yourself if it is yours"
+        ))
+        .assert_stderr_contains(&format!(
+            "warning: instance old ({legacy}) is in lab 'shared's ledger but is not this lab's \
+             (it has no labrun:lab-id tag (made by a labrun from before lab ids, or not by \
+             labrun)): not deleted"
+        ))
+        .assert_stderr_contains(&format!(
+            "warning: security group adopted-sg ({a_group}) is in lab 'shared's ledger but is \
+             not this lab's (it is another copy"
+        ))
+        .assert_stderr_contains(
+            "warning: key pair shared-key is in lab 'shared's ledger but is not this lab's",
+        )
+        .assert_stderr_contains("lab 'shared': removed 3 resources on aws");
+    assert!(!out.stderr.contains("terminated instance adopted"));
+    assert_eq!(ledger(&b, "shared")["resources"], serde_json::json!([]));
+    // A's lab and the old instance are untouched; B's is gone.
+    let live = moto.instances(REGION, "shared");
+    let mut expected = vec![a_instance.clone(), legacy.to_string()];
+    expected.sort();
+    assert_eq!(ids(&live, "InstanceId"), expected);
+    assert!(live.iter().all(|i| i["State"]["Name"] == "running"));
+    assert_eq!(ids(&moto.groups(REGION, "shared"), "GroupId"), [a_group]);
+    assert_eq!(
+        names(
+            &moto.key_pairs(REGION, "shared").iter().collect::<Vec<_>>(),
+            "KeyName"
+        ),
+        ["shared-key"]
+    );
+
+    // A removes its own and leaves the old instance: it is not A's either.
+    a.run_with(&["destroy", "--lab", "shared"])
+        .assert_code(0)
+        .assert_stderr_contains(&format!("terminated instance web ({a_instance})"))
+        .assert_stderr_contains("lab 'shared': removed 3 resources on aws");
+    assert_eq!(
+        ids(&moto.instances(REGION, "shared"), "InstanceId"),
+        [legacy]
+    );
+    assert!(moto.groups(REGION, "shared").is_empty());
+    assert!(moto.key_pairs(REGION, "shared").is_empty());
+
+    // A ledger from before lab ids gets one, and its old instance is refused.
+    let c = on_aws(Test::new(), &moto.url);
+    std::fs::create_dir_all(c.lab_dir("shared")).unwrap();
+    let old_ledger = serde_json::json!({"lab": "shared", "provider": "aws", "region": REGION,
+        "created_at": 1, "updated_at": 1, "resources": [entry("instance", "old", legacy)]});
+    std::fs::write(
+        c.lab_dir("shared").join("ledger.json"),
+        old_ledger.to_string(),
+    )
+    .unwrap();
+    c.run_with(&["destroy", "--lab", "shared"])
+        .assert_code(0)
+        .assert_stderr_contains(
+            "warning: lab 'shared' was recorded by a labrun from before lab ids: its resources \
+             at AWS carry no labrun:lab-id tag",
+        )
+        .assert_stderr_contains(&format!(
+            "warning: instance old ({legacy}) is in lab 'shared's ledger but is not this lab's \
+             (it has no labrun:lab-id tag"
+        ))
+        .assert_stderr_contains("lab 'shared': nothing left to remove on aws");
+    assert_eq!(lab_id(&c, "shared").len(), 16);
+    assert_eq!(
+        ids(&moto.instances(REGION, "shared"), "InstanceId"),
+        [legacy]
+    );
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, for at most `limit`.
+fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs `t` through a proxy that lets RunInstances reach moto and never
+/// answers it, kills labrun with SIGKILL once the instance exists, and
+/// returns the instance's id.
+fn launch_and_kill(t: &Test, moto: &Moto, lab: &str) -> String {
+    let proxy = FaultProxy::start(
+        &moto.url,
+        Fault {
+            action: "RunInstances",
+            answer: Answer::Swallow,
+            times: usize::MAX,
+        },
+    );
+    let mut child = t
+        .command_with(&[&format!("{lab}.rhai"), "--provider", "aws"])
+        .env("AWS_ENDPOINT_URL", &proxy.url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("labrun starts");
+    let id = wait_for("the instance at moto", Duration::from_secs(60), || {
+        let live = moto.instances(REGION, lab);
+        live.first()
+            .map(|i| i["InstanceId"].as_str().unwrap().to_string())
+    });
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "labrun is still waiting for RunInstances"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(proxy.faults.load(Ordering::SeqCst), 1);
+    id
+}
+
+#[test]
+fn aws_a_launch_killed_right_after_run_instances_is_found_again() {
+    let moto = Moto::start();
+    let t = on_aws(Test::new(), &moto.url).playbook("killed.rhai", WEB);
+    let id = launch_and_kill(&t, &moto, "killed");
+    // The ledger knows the launch only as intended, with its client token.
+    let data = ledger(&t, "killed");
+    let entry = data["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "instance")
+        .unwrap_or_else(|| panic!("{data:#}"))
+        .clone();
+    assert_eq!(entry["state"], "pending", "{entry:#}");
+    assert_eq!(entry["id"], Value::Null);
+    assert!(
+        entry["data"]["client_token"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("labrun-")),
+        "{entry:#}"
+    );
+    // The instance carries the lab's id from RunInstances itself.
+    let live = moto.instances(REGION, "killed");
+    assert_eq!(
+        tag(&live[0], "labrun:lab-id"),
+        Some(lab_id(&t, "killed").as_str())
+    );
+
+    t.run_with(&["destroy", "--lab", "killed"])
+        .assert_code(0)
+        .assert_stderr_contains(&format!("terminated instance web ({id})"))
+        .assert_stderr_contains("lab 'killed': removed 3 resources on aws");
+    assert!(moto.instances(REGION, "killed").is_empty());
+
+    // Killed again, then run again: the run adopts the instance it launched.
+    let id = launch_and_kill(&t, &moto, "killed");
+    t.run_with(&["killed.rhai", "--provider", "aws"])
+        .assert_code(0)
+        .assert_stderr_contains("changed=0 failed=0");
+    assert_eq!(
+        ids(&moto.instances(REGION, "killed"), "InstanceId"),
+        [id.as_str()]
+    );
+    let data = ledger(&t, "killed");
+    assert!(
+        data["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["kind"] == "instance" && r["state"] == "created" && r["id"] == id.as_str()),
+        "{data:#}"
+    );
+    t.run_with(&["destroy", "--lab", "killed"])
+        .assert_code(0)
+        .assert_stderr_contains(&format!("terminated instance web ({id})"));
+    assert!(moto.instances(REGION, "killed").is_empty());
+}
+
+/// An EC2 endpoint that never answers: it takes each connection and holds
+/// it open (counting them), or with `accept: false` never accepts at all,
+/// leaving connections in the kernel's queue.
+struct Silent {
+    url: String,
+    accepted: Arc<AtomicUsize>,
+    _listener: Option<TcpListener>,
+}
+
+impl Silent {
+    fn start(accept: bool) -> Silent {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        if !accept {
+            return Silent {
+                url,
+                accepted,
+                _listener: Some(listener),
+            };
+        }
+        let counter = accepted.clone();
+        std::thread::spawn(move || {
+            for mut client in listener.incoming().flatten() {
+                counter.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || {
+                    let mut chunk = [0u8; 8192];
+                    while client.read(&mut chunk).is_ok_and(|n| n > 0) {}
+                });
+            }
+        });
+        Silent {
+            url,
+            accepted,
+            _listener: None,
+        }
+    }
+}
+
+/// A generous bound that only tells a slow run from a hung one.
+const HANG_GUARD: Duration = Duration::from_secs(60);
+
+/// Waits for `child` for at most [`HANG_GUARD`] from `since`, killing it
+/// then; returns its output and how long it took.
+fn finish_guarded(mut child: Child, since: Instant) -> (crate::harness::Output, Duration) {
+    while child.try_wait().unwrap().is_none() && since.elapsed() < HANG_GUARD {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let took = since.elapsed();
+    let _ = child.kill();
+    (crate::harness::finish(child), took)
+}
+
+#[test]
+fn aws_an_endpoint_that_never_answers_is_a_clear_error_in_bounded_time() {
+    for accept in [true, false] {
+        let silent = Silent::start(accept);
+        let t = on_aws(Test::new(), &silent.url)
+            .env("LABRUN_AWS_TIMEOUT", "3")
+            .playbook("mute.rhai", r#"sg::ensure(#{ name: "web" });"#)
+            .args(&["--provider", "aws"]);
+        let (out, took) = finish_guarded(t.spawn(), Instant::now());
+        out.assert_code(1)
+            .assert_stderr_contains(
+                "sg::ensure: listing the lab's security groups: the EC2 API did not answer in \
+                 time: operation timeout (all attempts including retries) occurred after 3s",
+            )
+            .assert_stderr_contains(&format!("(endpoint {})", silent.url));
+        assert!(took < HANG_GUARD, "took {took:?}");
+        if accept {
+            assert!(silent.accepted.load(Ordering::SeqCst) >= 1);
+        }
+    }
+    let silent = Silent::start(true);
+    on_aws(Test::new(), &silent.url)
+        .env("LABRUN_AWS_TIMEOUT", "ten")
+        .playbook("mute.rhai", r#"sg::ensure(#{ name: "web" });"#)
+        .args(&["--provider", "aws"])
+        .run()
+        .assert_code(1)
+        .assert_stderr_contains(
+            "LABRUN_AWS_TIMEOUT: 'ten' is not a number of seconds from 1 to 3600",
+        );
+}
+
+#[test]
+fn aws_ctrl_c_stops_a_call_that_is_waiting_for_ec2() {
+    let silent = Silent::start(true);
+    // The default limit on a call (minutes): only Ctrl-C ends this one soon.
+    let t = on_aws(Test::new(), &silent.url)
+        .playbook(
+            "stuck.rhai",
+            r#"step("groups", || sg::ensure(#{ name: "web" }));"#,
+        )
+        .args(&["--provider", "aws"]);
+    let child = t.spawn();
+    wait_for("a call to EC2", HANG_GUARD, || {
+        (silent.accepted.load(Ordering::SeqCst) >= 1).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = Instant::now();
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let (out, took) = finish_guarded(child, sent);
+    out.assert_code(130)
+        .assert_stderr_contains("interrupted during step 'groups'")
+        .assert_stderr_contains("labrun destroy --lab stuck");
+    assert!(took < HANG_GUARD, "took {took:?}");
+}
+
+#[test]
+fn aws_throttling_is_retried_with_backoff() {
+    let moto = Moto::start();
+    let proxy = FaultProxy::start(
+        &moto.url,
+        Fault {
+            action: "RunInstances",
+            answer: Answer::Error {
+                status: "503 Service Unavailable",
+                code: "RequestLimitExceeded",
+                message: "Request limit exceeded.",
+            },
+            times: 3,
+        },
+    );
+    on_aws(Test::new(), &proxy.url)
+        .playbook("busy.rhai", r#"ec2::launch(#{ name: "web" });"#)
+        .args(&["--provider", "aws"])
+        .run()
+        .assert_code(0);
+    assert_eq!(
+        proxy.faults.load(Ordering::SeqCst),
+        4,
+        "three throttled attempts, then one forwarded"
+    );
+    assert_eq!(moto.instances(REGION, "busy").len(), 1);
 }

@@ -1,9 +1,14 @@
 //! Destroying a lab: its instances, then its security groups, then its key
-//! pair, each found both by tag and in the ledger.
+//! pair, each found both by the lab's tags (name and id) and in the ledger.
+//! What the ledger names is looked at before it is deleted: a resource that
+//! does not carry the lab's id is refused (left in place, with a warning),
+//! since it may be another copy's of the same lab name.
+
+use aws_sdk_ec2::types::Tag;
 
 use super::errors::is_not_found;
 use super::instances::NOT_TERMINATED;
-use super::{AwsProvider, TAG_LAB, TAG_NAME, tag_value};
+use super::{AwsProvider, TAG_NAME, tag_value};
 use crate::ledger::ResourceKind;
 use crate::providers::ProviderResult;
 
@@ -16,8 +21,20 @@ impl AwsProvider {
         Ok(removed)
     }
 
-    /// Instances: by tag (which also finds launches the ledger never
-    /// confirmed), then the ledger's ids.
+    /// Says why the ledger's `what` is left in place; the ledger then
+    /// forgets it, as it is not the lab's to delete.
+    fn refuse(&self, what: &str, tags: &[Tag]) {
+        self.scope.reporter.warn(&format!(
+            "{what} is in lab '{}'s ledger but is not this lab's ({}): not deleted, and \
+             dropped from the ledger; delete it yourself if it is yours",
+            self.lab(),
+            self.not_ours(tags)
+        ));
+    }
+
+    /// Instances: by tag (which also finds a launch killed before the
+    /// ledger learnt its id: the tags come with RunInstances itself), then
+    /// the ledger's ids, each checked.
     async fn destroy_instances(&self) -> ProviderResult<Vec<String>> {
         let mut removed = Vec::new();
         let ledger = &self.scope.ledger;
@@ -31,13 +48,21 @@ impl AwsProvider {
             })
             .collect();
         for r in ledger.resources(ResourceKind::Instance) {
-            if let Some(id) = r.id
-                && !instances.iter().any(|(i, _)| *i == id)
-                && let Some(i) = self.describe_instance(&id).await?
-                && NOT_TERMINATED
-                    .contains(&i.state().and_then(|s| s.name()).map_or("", |n| n.as_str()))
-            {
+            let Some(id) = r.id else { continue };
+            if instances.iter().any(|(i, _)| *i == id) {
+                continue;
+            }
+            let Some(i) = self.describe_instance(&id).await? else {
+                continue;
+            };
+            let state = i.state().and_then(|s| s.name()).map_or("", |n| n.as_str());
+            if !NOT_TERMINATED.contains(&state) {
+                continue;
+            }
+            if self.owns(i.tags()) {
                 instances.push((id, r.name));
+            } else {
+                self.refuse(&format!("instance {} ({id})", r.name), i.tags());
             }
         }
         if !instances.is_empty() {
@@ -96,10 +121,14 @@ impl AwsProvider {
             groups.push((id, name));
         }
         for r in ledger.resources(ResourceKind::SecurityGroup) {
-            if let Some(id) = r.id
-                && !groups.iter().any(|(g, _)| *g == id)
-            {
-                groups.push((id, r.name));
+            let Some(id) = r.id else { continue };
+            if groups.iter().any(|(g, _)| *g == id) {
+                continue;
+            }
+            match self.describe_group(&id).await? {
+                None => {}
+                Some(g) if self.owns(g.tags()) => groups.push((id, r.name)),
+                Some(g) => self.refuse(&format!("security group {} ({id})", r.name), g.tags()),
             }
         }
         for (id, name) in &groups {
@@ -113,19 +142,20 @@ impl AwsProvider {
         Ok(removed)
     }
 
-    /// The key pair: by tag and by the ledger's name.
+    /// The key pair: by tag and by the ledger's name, each checked.
     async fn destroy_key_pairs(&self) -> ProviderResult<Vec<String>> {
         let mut removed = Vec::new();
         let ledger = &self.scope.ledger;
         let mut keys: Vec<String> = self
             .ec2
             .describe_key_pairs()
-            .filters(self.lab_filter())
+            .set_filters(Some(self.lab_filters()))
             .send()
             .await
             .map_err(|e| self.api("listing the lab's key pairs", e))?
             .key_pairs()
             .iter()
+            .filter(|k| self.owns(k.tags()))
             .filter_map(|k| k.key_name().map(String::from))
             .collect();
         for r in ledger.resources(ResourceKind::KeyPair) {
@@ -134,35 +164,23 @@ impl AwsProvider {
             }
         }
         for name in &keys {
-            // `None`: gone; `Some(owner)`: there, tagged for `owner`.
-            let owner: Option<Option<String>> =
-                match self.ec2.describe_key_pairs().key_names(name).send().await {
-                    Ok(out) => out
-                        .key_pairs()
-                        .first()
-                        .map(|k| tag_value(k.tags(), TAG_LAB).map(String::from)),
-                    Err(e) if is_not_found(&e) => None,
-                    Err(e) => return Err(self.api(format!("looking up key pair '{name}'"), e)),
-                };
-            let owned = owner
-                .as_ref()
-                .is_some_and(|o| o.as_deref() == Some(self.lab()));
-            if let (Some(o), false) = (&owner, owned) {
-                self.scope.reporter.warn(&format!(
-                    "key pair {name} is not tagged for lab '{}' ({}); left in place",
-                    self.lab(),
-                    o.as_deref()
-                        .map_or("no labrun tag".to_string(), |o| format!("it is lab '{o}'s"))
-                ));
-            }
-            if owned {
-                self.ec2
-                    .delete_key_pair()
-                    .key_name(name)
-                    .send()
-                    .await
-                    .map_err(|e| self.api(format!("deleting key pair '{name}'"), e))?;
-                removed.push(format!("deleted key pair {name}"));
+            let found = match self.ec2.describe_key_pairs().key_names(name).send().await {
+                Ok(out) => out.key_pairs().first().cloned(),
+                Err(e) if is_not_found(&e) => None,
+                Err(e) => return Err(self.api(format!("looking up key pair '{name}'"), e)),
+            };
+            match found {
+                None => {}
+                Some(k) if self.owns(k.tags()) => {
+                    self.ec2
+                        .delete_key_pair()
+                        .key_name(name)
+                        .send()
+                        .await
+                        .map_err(|e| self.api(format!("deleting key pair '{name}'"), e))?;
+                    removed.push(format!("deleted key pair {name}"));
+                }
+                Some(k) => self.refuse(&format!("key pair {name}"), k.tags()),
             }
             ledger.forget(ResourceKind::KeyPair, name)?;
         }

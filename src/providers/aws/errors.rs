@@ -6,7 +6,8 @@ use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use crate::providers::ProviderError;
 
 /// An SDK failure as a [`ProviderError`]: a service error keeps its code and
-/// message; a transport failure says the API could not be reached.
+/// message; a transport failure says the API could not be reached, a
+/// timeout that it did not answer (after the SDK's retries, `calls`).
 pub fn api<E, R>(action: impl Into<String>, err: SdkError<E, R>) -> ProviderError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -22,9 +23,14 @@ where
                 message: e.message().unwrap_or("(no message)").to_string(),
             }
         }
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => ProviderError::Unavailable(
-            format!("{action}: cannot reach the EC2 API: {}", causes(&err)),
-        ),
+        SdkError::TimeoutError(_) => ProviderError::Unavailable(format!(
+            "{action}: the EC2 API did not answer in time: {}",
+            causes(&err)
+        )),
+        SdkError::DispatchFailure(_) => ProviderError::Unavailable(format!(
+            "{action}: cannot reach the EC2 API: {}",
+            causes(&err)
+        )),
         _ => ProviderError::Sdk {
             action,
             message: DisplayErrorContext(&err).to_string(),

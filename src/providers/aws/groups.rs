@@ -10,7 +10,7 @@ use aws_sdk_ec2::types::ResourceType;
 use serde_json::json;
 
 use super::errors::{code, is_not_found};
-use super::{AwsProvider, TAG_NAME, backoff, rules, tag_value};
+use super::{AwsProvider, TAG_LAB_ID, TAG_NAME, backoff, rules, tag_value};
 use crate::ledger::ResourceKind;
 use crate::providers::{ProviderError, ProviderResult, Rule, SecurityGroup};
 
@@ -37,32 +37,47 @@ impl AwsProvider {
             return Ok((group, false));
         }
         let vpc = self.network().await?.vpc.clone();
-        let group_name = self.group_name(name);
-        self.scope.ledger.intend(
-            ResourceKind::SecurityGroup,
-            name,
-            json!({"vpc": vpc, "group_name": group_name}),
-        )?;
-        let out = self
-            .ec2
-            .create_security_group()
-            .group_name(&group_name)
-            .description(description)
-            .vpc_id(&vpc)
-            .tag_specifications(self.tags(ResourceType::SecurityGroup, name, &[]))
-            .send()
-            .await
-            .map_err(|e| {
-                if code(&e) == Some("InvalidGroup.Duplicate") {
-                    ProviderError::Invalid(format!(
-                        "a security group named '{group_name}' already exists in {vpc} and is \
-                         not tagged for lab '{}'; delete it or choose another --lab",
-                        self.lab()
-                    ))
-                } else {
-                    self.api(format!("creating security group '{name}' in {vpc}"), e)
+        let names = self.group_names(name);
+        let mut taken = names.iter().peekable();
+        let (out, group_name) = loop {
+            let Some(group_name) = taken.next() else {
+                unreachable!("a group has at least one name")
+            };
+            self.scope.ledger.intend(
+                ResourceKind::SecurityGroup,
+                name,
+                json!({"vpc": vpc, "group_name": group_name}),
+            )?;
+            let result = self
+                .ec2
+                .create_security_group()
+                .group_name(group_name)
+                .description(description)
+                .vpc_id(&vpc)
+                .tag_specifications(self.tags(ResourceType::SecurityGroup, name, &[]))
+                .send()
+                .await;
+            match result {
+                Ok(out) => break (out, group_name),
+                // Not this lab's (the lookup by tag above would have found it).
+                Err(e) if code(&e) == Some("InvalidGroup.Duplicate") && taken.peek().is_some() => {
+                    continue;
                 }
-            })?;
+                Err(e) if code(&e) == Some("InvalidGroup.Duplicate") => {
+                    return Err(ProviderError::Invalid(format!(
+                        "security groups named '{}' already exist in {vpc} and are not tagged \
+                         for this lab ('{}', {TAG_LAB_ID} {}); delete them or choose another \
+                         --lab",
+                        names.join("' and '"),
+                        self.lab(),
+                        self.lab_id
+                    )));
+                }
+                Err(e) => {
+                    return Err(self.api(format!("creating security group '{name}' in {vpc}"), e));
+                }
+            }
+        };
         let id = out.group_id().unwrap_or_default().to_string();
         self.scope.ledger.created(
             ResourceKind::SecurityGroup,
@@ -167,10 +182,13 @@ impl AwsProvider {
         }
     }
 
-    /// The EC2 name of the lab's group `name`: group names are unique per
-    /// VPC, so two labs may each have a `web` group.
-    fn group_name(&self, name: &str) -> String {
-        format!("{}-{name}", self.lab())
+    /// The EC2 names the lab's group `name` may take, in order: group names
+    /// are unique per VPC, so two labs may each have a `web` group as
+    /// `<lab>-web`, and a second copy of one lab takes `<lab>-web-<id>`.
+    fn group_names(&self, name: &str) -> [String; 2] {
+        let plain = format!("{}-{name}", self.lab());
+        let own = format!("{plain}-{}", self.short_id());
+        [plain, own]
     }
 
     pub(super) async fn describe_lab_groups(
@@ -179,11 +197,16 @@ impl AwsProvider {
         let out = self
             .ec2
             .describe_security_groups()
-            .filters(self.lab_filter())
+            .set_filters(Some(self.lab_filters()))
             .send()
             .await
             .map_err(|e| self.api("listing the lab's security groups", e))?;
-        Ok(out.security_groups().to_vec())
+        Ok(out
+            .security_groups()
+            .iter()
+            .filter(|g| self.owns(g.tags()))
+            .cloned()
+            .collect())
     }
 
     fn to_group(&self, g: &aws_sdk_ec2::types::SecurityGroup) -> SecurityGroup {
@@ -206,6 +229,25 @@ impl AwsProvider {
         }
     }
 
+    /// A group by id, whoever's it is; `None` if EC2 does not know it.
+    pub(super) async fn describe_group(
+        &self,
+        id: &str,
+    ) -> ProviderResult<Option<aws_sdk_ec2::types::SecurityGroup>> {
+        match self
+            .ec2
+            .describe_security_groups()
+            .group_ids(id)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.security_groups().first().cloned()),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(self.api(format!("looking up security group {id}"), e)),
+        }
+    }
+
+    /// The lab's group `group_id`, refused if it is not the lab's.
     async fn group_by_id(&self, group_id: &str) -> ProviderResult<SecurityGroup> {
         let out = self
             .ec2
@@ -223,13 +265,21 @@ impl AwsProvider {
                     self.api(format!("reading security group {group_id}"), e)
                 }
             })?;
-        out.security_groups()
+        let g = out
+            .security_groups()
             .first()
-            .map(|g| self.to_group(g))
             .ok_or_else(|| ProviderError::NotFound {
                 kind: "security group",
                 id: group_id.to_string(),
-            })
+            })?;
+        if !self.owns(g.tags()) {
+            return Err(ProviderError::Invalid(format!(
+                "security group {group_id} is not this lab's ({}); labrun changes only the \
+                 lab's own groups",
+                self.not_ours(g.tags())
+            )));
+        }
+        Ok(self.to_group(g))
     }
 
     fn rule_description(&self) -> String {

@@ -1,6 +1,7 @@
 //! The lab's EC2 instances: launched once per name (with a client token
-//! that makes a retried launch idempotent), found again by tag, waited on
-//! until they run or terminate.
+//! that makes a retried launch idempotent), tagged with the lab's name and
+//! id in the launch call itself (so a launch killed right after it is found
+//! again by tag), waited on until they run or terminate.
 
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,7 @@ use aws_sdk_ec2::types::{
 use serde_json::json;
 
 use super::errors::{code, is_not_found};
-use super::{AwsProvider, TAG_IMAGE, TAG_LAB, TAG_NAME, backoff, filter, images, tag_value};
+use super::{AwsProvider, TAG_IMAGE, TAG_NAME, backoff, filter, images, tag_value};
 use crate::ledger::{ResourceKind, ResourceState};
 use crate::providers::{Instance, InstanceSpec, ProviderError, ProviderResult};
 
@@ -155,7 +156,7 @@ impl AwsProvider {
         let Some(i) = self.describe_instance(id).await? else {
             return Ok(false);
         };
-        if tag_value(i.tags(), TAG_LAB) != Some(self.lab()) {
+        if !self.owns(i.tags()) {
             return Err(ProviderError::NotFound {
                 kind: "instance of this lab",
                 id: id.to_string(),
@@ -224,7 +225,8 @@ impl AwsProvider {
         }
     }
 
-    /// The lab's instances in `states`, as EC2 returns them.
+    /// The lab's instances in `states` (by its name and id), as EC2 returns
+    /// them.
     pub(super) async fn describe_lab_instances(
         &self,
         states: &[&str],
@@ -235,14 +237,19 @@ impl AwsProvider {
             let page = self
                 .ec2
                 .describe_instances()
-                .filters(self.lab_filter())
+                .set_filters(Some(self.lab_filters()))
                 .filters(filter("instance-state-name", states))
                 .set_next_token(token)
                 .send()
                 .await
                 .map_err(|e| self.api("listing the lab's instances", e))?;
             for r in page.reservations() {
-                out.extend(r.instances().iter().cloned());
+                out.extend(
+                    r.instances()
+                        .iter()
+                        .filter(|i| self.owns(i.tags()))
+                        .cloned(),
+                );
             }
             token = page.next_token().map(String::from);
             if token.is_none() {

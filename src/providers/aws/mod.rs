@@ -1,12 +1,14 @@
 //! The AWS provider: EC2 instances, security groups and a key pair in the
-//! default VPC (or the one given), every resource tagged `Name` and
-//! `labrun:lab`, found again by those tags.
+//! default VPC (or the one given), every resource tagged `Name`,
+//! `labrun:lab` and `labrun:lab-id`, found again by the lab's name *and* id,
+//! never by its name alone.
 //!
 //! Credentials and region come from the SDK's standard chain (environment,
 //! profiles, SSO, instance metadata); `--region`, `--profile` and an endpoint
 //! override (`--endpoint-url`, `AWS_ENDPOINT_URL`) adjust it, the latter for
 //! API emulators such as moto.
 
+mod calls;
 mod destroy;
 mod endpoint;
 mod errors;
@@ -40,6 +42,10 @@ use crate::ledger::{ResourceKind, ResourceState};
 
 /// Tag naming the lab a resource belongs to.
 pub const TAG_LAB: &str = "labrun:lab";
+/// Tag holding the lab's id (its ledger's): two state directories, or two
+/// people, may use one lab name in one account, and the name is all the
+/// other tags say.
+pub const TAG_LAB_ID: &str = "labrun:lab-id";
 /// Tag holding the resource's name within the lab.
 pub const TAG_NAME: &str = "labrun:name";
 /// Tag holding the image name the playbook asked for.
@@ -48,6 +54,9 @@ pub const TAG_IMAGE: &str = "labrun:image";
 pub struct AwsProvider {
     ec2: Client,
     scope: LabScope,
+    /// The lab's id from its ledger: required on everything the lab adopts,
+    /// changes or deletes.
+    lab_id: String,
     region: String,
     /// The overridden EC2 endpoint, if any.
     endpoint: Option<String>,
@@ -100,8 +109,11 @@ impl AwsProvider {
                 aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
             ))
             .build_https();
-        let mut loader =
-            aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http);
+        let call_timeout = calls::call_timeout(std::env::var(calls::TIMEOUT_ENV).ok().as_deref())?;
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(http)
+            .timeout_config(calls::timeouts(call_timeout))
+            .retry_config(calls::retries());
         if let Some(p) = &options.profile {
             loader = loader.profile_name(p);
         }
@@ -115,7 +127,10 @@ impl AwsProvider {
         if let Some(e) = &endpoint {
             loader = loader.endpoint_url(e);
         }
-        let config = loader.load().await;
+        // Profiles may resolve credentials over the network (SSO, a process).
+        let config = scope
+            .interruptible(async { Ok(loader.load().await) })
+            .await?;
         let region = config.region().map(|r| r.to_string()).ok_or_else(|| {
             ProviderError::Unavailable(
                 "aws: no region: pass --region REGION, set AWS_REGION, or set `region` in your \
@@ -126,7 +141,10 @@ impl AwsProvider {
         let credentials = config.credentials_provider().ok_or_else(|| {
             ProviderError::Unavailable("aws: no credentials provider is configured".into())
         })?;
-        if let Err(e) = credentials.provide_credentials().await {
+        let provided = scope
+            .interruptible(async { Ok(credentials.provide_credentials().await) })
+            .await?;
+        if let Err(e) = provided {
             return Err(ProviderError::Unavailable(format!(
                 "aws: no usable credentials ({}): set AWS_ACCESS_KEY_ID and \
                  AWS_SECRET_ACCESS_KEY, or name a profile with --profile NAME or AWS_PROFILE \
@@ -142,6 +160,15 @@ impl AwsProvider {
             })
             .transpose()?;
         scope.ledger.update(|d| d.region = Some(region.clone()))?;
+        if recorded.lab_id.is_none() && has_resources {
+            scope.reporter.warn(&format!(
+                "lab '{}' was recorded by a labrun from before lab ids: its resources at AWS carry \
+                 no {TAG_LAB_ID} tag, so this labrun neither adopts nor deletes them; remove \
+                 them in the EC2 console (tag labrun:lab = {}) if they are yours",
+                scope.lab, scope.lab
+            ));
+        }
+        let lab_id = scope.ledger.lab_id()?;
         let emulated = endpoint.as_deref().is_some_and(is_emulator);
         if let Some(e) = endpoint.as_deref().filter(|_| emulated) {
             scope.reporter.warn(&format!(
@@ -152,6 +179,7 @@ impl AwsProvider {
         Ok(AwsProvider {
             ec2: Client::new(&config),
             scope,
+            lab_id,
             region,
             endpoint,
             emulated,
@@ -193,9 +221,15 @@ impl AwsProvider {
         self.scope.reporter.output(line);
     }
 
-    /// `Name`, `labrun:lab` and `labrun:name` tags, plus `extra`.
+    /// `Name`, `labrun:lab`, `labrun:lab-id` and `labrun:name` tags, plus
+    /// `extra`.
     fn tags(&self, resource: ResourceType, name: &str, extra: &[(&str, &str)]) -> TagSpecification {
-        let pairs = [("Name", name), (TAG_LAB, self.lab()), (TAG_NAME, name)];
+        let pairs = [
+            ("Name", name),
+            (TAG_LAB, self.lab()),
+            (TAG_LAB_ID, &self.lab_id),
+            (TAG_NAME, name),
+        ];
         pairs
             .iter()
             .chain(extra)
@@ -206,8 +240,44 @@ impl AwsProvider {
             .build()
     }
 
-    fn lab_filter(&self) -> Filter {
-        filter(&format!("tag:{TAG_LAB}"), &[self.lab()])
+    /// What finds the lab's resources: its name and its id.
+    fn lab_filters(&self) -> Vec<Filter> {
+        vec![
+            filter(&format!("tag:{TAG_LAB}"), &[self.lab()]),
+            filter(&format!("tag:{TAG_LAB_ID}"), &[&self.lab_id]),
+        ]
+    }
+
+    /// Whether a resource with `tags` is this lab's: named for it and
+    /// carrying its id. Checked again on what a filter returned, and on
+    /// every id the ledger holds before it is changed or deleted.
+    fn owns(&self, tags: &[Tag]) -> bool {
+        tag_value(tags, TAG_LAB) == Some(self.lab())
+            && tag_value(tags, TAG_LAB_ID) == Some(self.lab_id.as_str())
+    }
+
+    /// Why a resource with `tags` is not this lab's, for a message.
+    fn not_ours(&self, tags: &[Tag]) -> String {
+        match (tag_value(tags, TAG_LAB), tag_value(tags, TAG_LAB_ID)) {
+            (None, _) => "it has no labrun:lab tag".to_string(),
+            (Some(lab), _) if lab != self.lab() => format!("it is lab '{lab}'s"),
+            (Some(_), None) => format!(
+                "it has no {TAG_LAB_ID} tag (made by a labrun from before lab ids, or not by \
+                 labrun)"
+            ),
+            (Some(_), Some(id)) => format!(
+                "it is another copy of lab '{}' ({TAG_LAB_ID} {id}; this lab's is {}), from \
+                 another state directory or person",
+                self.lab(),
+                self.lab_id
+            ),
+        }
+    }
+
+    /// A short form of the lab's id, for EC2 names that must be unique and
+    /// are taken by another copy of the lab.
+    fn short_id(&self) -> &str {
+        &self.lab_id[..self.lab_id.len().min(8)]
     }
 
     /// Records a resource found at AWS that the ledger lacks (a run that
@@ -230,9 +300,11 @@ impl AwsProvider {
 }
 
 #[async_trait]
+/// Every call races Ctrl-C (`LabScope::interruptible`); each EC2 request in
+/// it is bounded by the SDK's timeouts (`calls`).
 impl Provider for AwsProvider {
     async fn operator_cidr(&self) -> ProviderResult<String> {
-        self.operator_address().await
+        self.scope.interruptible(self.operator_address()).await
     }
 
     async fn ensure_group(
@@ -240,35 +312,41 @@ impl Provider for AwsProvider {
         name: &str,
         description: &str,
     ) -> ProviderResult<(SecurityGroup, bool)> {
-        self.ensure_lab_group(name, description).await
+        self.scope
+            .interruptible(self.ensure_lab_group(name, description))
+            .await
     }
 
     async fn groups(&self) -> ProviderResult<Vec<SecurityGroup>> {
-        self.lab_groups().await
+        self.scope.interruptible(self.lab_groups()).await
     }
 
     async fn authorize(&self, group_id: &str, rule: &Rule) -> ProviderResult<bool> {
-        self.change_rule(group_id, rule, true).await
+        self.scope
+            .interruptible(self.change_rule(group_id, rule, true))
+            .await
     }
 
     async fn revoke(&self, group_id: &str, rule: &Rule) -> ProviderResult<bool> {
-        self.change_rule(group_id, rule, false).await
+        self.scope
+            .interruptible(self.change_rule(group_id, rule, false))
+            .await
     }
 
     async fn launch(&self, spec: &InstanceSpec) -> ProviderResult<(Instance, bool)> {
-        self.launch_instance(spec).await
+        self.scope.interruptible(self.launch_instance(spec)).await
     }
 
     async fn instances(&self) -> ProviderResult<Vec<Instance>> {
-        self.lab_instances().await
+        self.scope.interruptible(self.lab_instances()).await
     }
 
     async fn terminate(&self, id: &str) -> ProviderResult<bool> {
-        self.terminate_instance(id).await
+        self.scope.interruptible(self.terminate_instance(id)).await
     }
 
     async fn destroy(&self) -> ProviderResult<Vec<String>> {
-        self.destroy_lab().await
+        self.scope.interruptible(self.destroy_lab()).await
     }
 
     async fn images(&self) -> ProviderResult<Vec<ImageInfo>> {
