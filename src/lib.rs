@@ -69,9 +69,7 @@ fn dispatch(
             commands::validate::validate(runtime, reporter, &playbook)
         }
         Command::Docs => commands::docs::docs(runtime, reporter),
-        Command::Status { lab, .. } => {
-            commands::status::status(runtime, reporter, lab.as_deref())
-        }
+        Command::Status { lab, .. } => commands::status::status(runtime, reporter, lab.as_deref()),
         Command::Destroy(args) => commands::destroy::destroy(runtime, reporter, args),
         Command::Images { build, rebuild, .. } => {
             commands::images::images(runtime, reporter, &build, rebuild)

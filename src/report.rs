@@ -462,11 +462,15 @@ impl Reporter {
     }
 
     /// Ends the command's output: the run's summary if a run was started
-    /// (`error`: the headline of what stopped it), then the closing
-    /// warnings. Called once, after any error has been shown.
+    /// (`error`: the headline of what stopped it; in JSON, other commands
+    /// end with an `error` event), then the closing warnings. Called once,
+    /// after any error has been shown.
     pub fn finish(&self, error: Option<&str>) {
         if std::mem::take(&mut *self.run_open.lock().expect("run lock")) {
             self.run_finished(error);
+        } else if let (OutputMode::Json, Some(e)) = (self.mode, error) {
+            // Other commands' JSON ends with the error too, not only stderr.
+            self.event(json!({"event": "error", "message": e}));
         }
         for w in std::mem::take(&mut *self.closing.lock().expect("closing lock")) {
             self.warn(&w);
@@ -510,6 +514,12 @@ impl Reporter {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{text}");
         let _ = out.flush();
+    }
+
+    /// A command's result as one JSON event on stdout (`--output json`),
+    /// masked like everything else.
+    pub fn print_event(&self, value: Value) {
+        self.event(value);
     }
 
     /// A secret's value on stdout, unmasked: only `labrun secret` calls

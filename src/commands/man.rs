@@ -30,7 +30,10 @@ pub fn man(reporter: &Arc<Reporter>, dir: Option<&Path>) -> Result<Exit, Error> 
                 .filter_map(|e| e.ok())
                 .map(|e| e.path())
                 .filter(|p| p.extension().is_some_and(|x| x == "1"))
-                .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("labrun")))
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("labrun"))
+                })
                 .map(|p| p.display().to_string())
                 .collect();
             pages.sort();
