@@ -448,6 +448,12 @@ impl Reporter {
         self.steps.lock().expect("steps lock")[id.0].name.clone()
     }
 
+    /// Counts a failure that no step reported (one outside any step), so
+    /// the summary never reads `failed=0` for a run that failed.
+    pub fn count_failure(&self) {
+        self.tally.lock().expect("tally lock").failed += 1;
+    }
+
     pub fn summary(&self) -> Summary {
         *self.tally.lock().expect("tally lock")
     }

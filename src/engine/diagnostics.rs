@@ -134,6 +134,36 @@ pub fn leaf(err: &EvalAltResult, main_source: &str) -> Leaf {
     }
 }
 
+/// Tells one failure from another as it travels out of the playbook:
+/// the innermost error's message and position, which stay the same however
+/// many calls wrap it on the way out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailureKey {
+    message: String,
+    position: Option<(usize, usize)>,
+}
+
+impl FailureKey {
+    pub fn of(err: &EvalAltResult) -> FailureKey {
+        let l = leaf(err, "");
+        FailureKey {
+            message: l.message,
+            position: l.location.map(|loc| (loc.line, loc.col)),
+        }
+    }
+
+    /// The same failure: same message, and the same position where both
+    /// know one (an error raised without one gets its call's position on
+    /// the way out).
+    pub fn same(&self, other: &FailureKey) -> bool {
+        self.message == other.message
+            && match (self.position, other.position) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+    }
+}
+
 /// Registered signatures of the function named in a "function not found"
 /// signature such as `ec2::launch (i64)`.
 pub fn expected_signatures(engine: &Engine, not_found_sig: &str) -> Vec<String> {
