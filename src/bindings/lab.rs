@@ -129,7 +129,8 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
         "lab_dir",
         &["String"],
         "The lab's state directory: its ledger, SSH key (`id_ed25519`) and 0600
-        `secrets.json` (for telling users where a password can be read).",
+        `secrets.json`. To tell users how to read a password, point them at
+        `labrun secret NAME --lab LAB` instead.",
     )
     .register_into_engine(engine, move || -> RhaiResult<String> {
         Ok(c.ledger()?.dir().display().to_string())
