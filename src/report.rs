@@ -601,6 +601,46 @@ mod tests {
         assert_eq!(format_duration(Duration::from_secs(123)), "2m03s");
     }
 
+    /// What the live display holds for a step: each host's latest line,
+    /// in the order the hosts first spoke; host-less output is not a host.
+    #[test]
+    fn a_step_keeps_each_hosts_latest_line() {
+        let r = Reporter::new(OutputMode::Human, false, Redactor::new());
+        let step = r.step_started("install", None);
+        let other = r.step_started("other", None);
+        {
+            let _guard = enter_step(Some(step));
+            r.host_output("mysql-server", "Unpacking mariadb-server");
+            r.host_output("mysql-client", "Unpacking mariadb-client");
+            r.output("no host");
+            r.host_output("mysql-server", "Setting up mariadb-server\n");
+            r.host_output("mysql-client", "   ");
+        }
+        let lines = |id: StepId| -> Vec<(String, String)> {
+            r.steps.lock().unwrap()[id.0]
+                .hosts
+                .iter()
+                .map(|h| (h.host.clone(), h.last.clone()))
+                .collect()
+        };
+        assert_eq!(
+            lines(step),
+            [
+                (
+                    "mysql-server".to_string(),
+                    "Setting up mariadb-server".to_string()
+                ),
+                (
+                    "mysql-client".to_string(),
+                    "Unpacking mariadb-client".to_string()
+                ),
+            ]
+        );
+        assert!(lines(other).is_empty());
+        r.step_finished(step, None);
+        r.step_finished(other, None);
+    }
+
     #[test]
     fn changed_propagates_to_parents() {
         let r = Reporter::new(OutputMode::Plain, false, Redactor::new());

@@ -25,7 +25,7 @@ pub fn files(engine: &Engine) -> Vec<(String, String)> {
                     _ => text,
                 },
             };
-            (name, ensure_newline(text))
+            (name, ensure_newline(fill_unknown_returns(&text)))
         })
         .collect();
     for (name, source) in EMBEDDED {
@@ -102,6 +102,13 @@ fn stdlib_module(engine: &Engine, name: &str, source: &str) -> Option<String> {
         out.push_str(&format!("fn {}({}) -> ?;\n", f.name, params.join(", ")));
     }
     Some(out)
+}
+
+/// Rhai writes `-> ;` for functions registered without type information
+/// (some of its own numeric conversions); `?` is what the format uses for
+/// "any".
+fn fill_unknown_returns(text: &str) -> String {
+    text.replace(") -> ;", ") -> ?;")
 }
 
 fn ensure_newline(mut text: String) -> String {
