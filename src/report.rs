@@ -342,7 +342,7 @@ impl Reporter {
                     ProgressStyle::with_template("  {prefix:.bold} {wide_msg:.dim}")
                         .expect("static template"),
                 );
-                bar.set_prefix(format!("{indent}{}", self.redactor.redact(&h.host)));
+                bar.set_prefix(format!("{indent}{} |", self.redactor.redact(&h.host)));
                 bar
             });
             if h.host == host || bar.message().is_empty() {
