@@ -20,7 +20,17 @@ pub struct Cli {
 
 /// Subcommand names, for the `labrun PLAYBOOK` shorthand.
 pub const SUBCOMMANDS: &[&str] = &[
-    "run", "validate", "docs", "status", "destroy", "images", "help",
+    "run",
+    "validate",
+    "docs",
+    "status",
+    "destroy",
+    "images",
+    "help",
+    "definitions",
+    "completions",
+    "man",
+    "secret",
 ];
 
 #[derive(Debug, Subcommand)]
@@ -40,6 +50,9 @@ pub enum Command {
         /// Show only this lab
         #[arg(long)]
         lab: Option<String>,
+        /// Output format: `json` prints one JSON document [default: text]
+        #[arg(long, value_enum)]
+        output: Option<OutputMode>,
     },
     /// Remove everything a lab created (instances, network, security groups,
     /// key pair), found through its ledger and its labels/tags; keeps its key
@@ -53,6 +66,36 @@ pub enum Command {
         /// With --build: build again even if it is cached
         #[arg(long, requires = "build")]
         rebuild: bool,
+        /// Output format: `json` prints NDJSON events, the list last [default: text]
+        #[arg(long, value_enum)]
+        output: Option<OutputMode>,
+    },
+    /// Write Rhai definition files (.d.rhai) for editors: completion and
+    /// signatures of every labrun function, type and stdlib module
+    Definitions {
+        /// Where to write them (created if missing)
+        #[arg(default_value = ".rhai/definitions")]
+        dir: PathBuf,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions {
+        /// The shell to complete for
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page labrun(1), or write one page per subcommand with --dir
+    Man {
+        /// Write labrun.1 and labrun-SUBCOMMAND.1 into this directory instead
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Print one secret's value (the only command that shows one)
+    Secret {
+        /// The secret's name, as the playbook asks for it (`secret("NAME")`)
+        name: String,
+        /// The lab it belongs to [default: the only lab there is]
+        #[arg(long, env = "LABRUN_LAB")]
+        lab: Option<String>,
     },
 }
 
@@ -62,6 +105,10 @@ impl Command {
     pub fn output(&self) -> (OutputMode, bool) {
         match self {
             Command::Run(a) => (a.output.unwrap_or_else(OutputMode::detect), a.verbose),
+            Command::Status { output, .. } | Command::Images { output, .. } => {
+                (output.unwrap_or_else(OutputMode::detect), false)
+            }
+            Command::Destroy(a) => (a.output.unwrap_or_else(OutputMode::detect), false),
             _ => (OutputMode::detect(), false),
         }
     }
@@ -76,6 +123,10 @@ pub struct DestroyArgs {
     /// Remove every lab
     #[arg(long, conflicts_with = "lab")]
     pub all: bool,
+
+    /// Output format: `json` prints NDJSON events, one `destroyed` per lab [default: text]
+    #[arg(long, value_enum)]
+    pub output: Option<OutputMode>,
 
     #[command(flatten)]
     pub aws: AwsArgs,

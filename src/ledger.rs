@@ -209,13 +209,7 @@ impl Ledger {
                 ..Default::default()
             },
         };
-        let secrets_path = dir.join("secrets.json");
-        let secrets: BTreeMap<String, String> = match fs::read_to_string(&secrets_path) {
-            Ok(text) => serde_json::from_str(&text)
-                .map_err(|e| LedgerError::Corrupt(secrets_path.clone(), e.to_string()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(LedgerError::Io(secrets_path, e)),
-        };
+        let secrets = read_secrets(&dir)?;
         for v in secrets.values() {
             redactor.add(v);
         }
@@ -420,6 +414,20 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), Ledge
 }
 
 /// Labs that have a ledger under `root`, by name.
+/// The secrets of the lab whose directory is `dir`, by name (none if it
+/// has no secrets file). Reading takes no lock: the file is replaced
+/// atomically.
+pub fn read_secrets(dir: &Path) -> Result<BTreeMap<String, String>, LedgerError> {
+    let path = dir.join("secrets.json");
+    match fs::read_to_string(&path) {
+        Ok(text) => {
+            serde_json::from_str(&text).map_err(|e| LedgerError::Corrupt(path, e.to_string()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(e) => Err(LedgerError::Io(path, e)),
+    }
+}
+
 pub fn list_labs(root: &Path) -> Vec<String> {
     let mut labs: Vec<String> = fs::read_dir(root.join("labs"))
         .into_iter()

@@ -69,10 +69,14 @@ fn dispatch(
             commands::validate::validate(runtime, reporter, &playbook)
         }
         Command::Docs => commands::docs::docs(runtime, reporter),
-        Command::Status { lab } => commands::status::status(runtime, reporter, lab.as_deref()),
+        Command::Status { lab, .. } => commands::status::status(runtime, reporter, lab.as_deref()),
         Command::Destroy(args) => commands::destroy::destroy(runtime, reporter, args),
-        Command::Images { build, rebuild } => {
+        Command::Images { build, rebuild, .. } => {
             commands::images::images(runtime, reporter, &build, rebuild)
         }
+        Command::Definitions { dir } => commands::definitions::definitions(runtime, reporter, &dir),
+        Command::Completions { shell } => commands::completions::completions(reporter, shell),
+        Command::Man { dir } => commands::man::man(reporter, dir.as_deref()),
+        Command::Secret { name, lab } => commands::secret::secret(reporter, &name, lab.as_deref()),
     }
 }

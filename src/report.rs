@@ -92,6 +92,16 @@ struct StepState {
     started: Instant,
     changed: bool,
     bar: Option<ProgressBar>,
+    /// Hosts whose output the step has shown, in the order they spoke.
+    hosts: Vec<HostLine>,
+}
+
+/// A host's latest output line within a step. With two or more hosts, each
+/// gets a live line of its own under the step's spinner.
+struct HostLine {
+    host: String,
+    last: String,
+    bar: Option<ProgressBar>,
 }
 
 /// Counts of finished steps, for the closing summary and the exit status.
@@ -223,6 +233,7 @@ impl Reporter {
             started: Instant::now(),
             changed: false,
             bar,
+            hosts: Vec::new(),
         });
         drop(steps);
         match self.mode {
@@ -251,25 +262,93 @@ impl Reporter {
         }
     }
 
-    /// A line of output from work done for the current step (a remote
-    /// command's stdout, say): shown on the step's live line, and logged
-    /// with `--verbose`.
+    /// A line of output from work done for the current step that no host
+    /// produced: shown on the step's live line, and logged with `--verbose`.
     pub fn output(&self, line: &str) {
+        self.output_line(None, line);
+    }
+
+    /// A line of output from `host` (an instance name, or `host:port`) for
+    /// the current step, such as a remote command's stdout. While a step
+    /// hears from one host its line shows the output; from two or more,
+    /// each host gets a live line of its own. With `--verbose`, logged as
+    /// `host | line` (JSON: `"host"`).
+    pub fn host_output(&self, host: &str, line: &str) {
+        self.output_line(Some(host), line);
+    }
+
+    fn output_line(&self, host: Option<&str>, line: &str) {
         let line = line.trim_end();
         if line.is_empty() {
             return;
         }
-        if let Some(id) = current_step() {
-            let steps = self.steps.lock().expect("steps lock");
-            if let Some(bar) = &steps[id.0].bar {
-                bar.set_message(self.redactor.redact(line));
-            }
+        let step = current_step();
+        if let Some(id) = step {
+            self.show_live(id, host, line);
         }
         if self.verbose {
             match self.mode {
-                OutputMode::Json => self.event(json!({"event": "output", "line": line})),
-                _ => self.line(&format!("    | {line}")),
+                OutputMode::Json => {
+                    let mut ev = json!({"event": "output", "line": line});
+                    if let Some(h) = host {
+                        ev["host"] = json!(h);
+                    }
+                    if let Some(id) = step {
+                        ev["step"] = json!(self.step_name(id));
+                    }
+                    self.event(ev)
+                }
+                _ => match host {
+                    Some(h) => self.line(&format!("    {h} | {line}")),
+                    None => self.line(&format!("    | {line}")),
+                },
             }
+        }
+    }
+
+    /// Updates step `id`'s live display with `line`.
+    fn show_live(&self, id: StepId, host: Option<&str>, line: &str) {
+        let mut steps = self.steps.lock().expect("steps lock");
+        let step = &mut steps[id.0];
+        let Some(host) = host else {
+            if let Some(bar) = &step.bar {
+                bar.set_message(self.redactor.redact(line));
+            }
+            return;
+        };
+        match step.hosts.iter_mut().find(|h| h.host == host) {
+            Some(h) => h.last = line.to_string(),
+            None => step.hosts.push(HostLine {
+                host: host.to_string(),
+                last: line.to_string(),
+                bar: None,
+            }),
+        }
+        let (Some(multi), Some(step_bar)) = (&self.multi, &step.bar) else {
+            return;
+        };
+        if step.hosts.len() == 1 {
+            step_bar.set_message(self.redactor.redact(line));
+            return;
+        }
+        // Two or more hosts: one line each, under the step's spinner.
+        step_bar.set_message("");
+        let indent = "  ".repeat(step.depth + 1);
+        let mut after = step_bar.clone();
+        for h in &mut step.hosts {
+            let bar = h.bar.get_or_insert_with(|| {
+                let bar = multi.insert_after(&after, ProgressBar::new_spinner());
+                bar.set_style(
+                    ProgressStyle::with_template("  {prefix:.bold} {wide_msg:.dim}")
+                        .expect("static template"),
+                );
+                bar.set_prefix(format!("{indent}{} |", self.redactor.redact(&h.host)));
+                bar
+            });
+            if h.host == host || bar.message().is_empty() {
+                bar.set_message(self.redactor.redact(&h.last));
+            }
+            after = bar.clone();
         }
     }
 
@@ -283,6 +362,9 @@ impl Reporter {
         };
         let elapsed = step.started.elapsed();
         if let Some(bar) = step.bar.take() {
+            bar.finish_and_clear();
+        }
+        for bar in step.hosts.iter_mut().filter_map(|h| h.bar.take()) {
             bar.finish_and_clear();
         }
         let name = step.name.clone();
@@ -366,6 +448,12 @@ impl Reporter {
         self.steps.lock().expect("steps lock")[id.0].name.clone()
     }
 
+    /// Counts a failure that no step reported (one outside any step), so
+    /// the summary never reads `failed=0` for a run that failed.
+    pub fn count_failure(&self) {
+        self.tally.lock().expect("tally lock").failed += 1;
+    }
+
     pub fn summary(&self) -> Summary {
         *self.tally.lock().expect("tally lock")
     }
@@ -380,11 +468,15 @@ impl Reporter {
     }
 
     /// Ends the command's output: the run's summary if a run was started
-    /// (`error`: the headline of what stopped it), then the closing
-    /// warnings. Called once, after any error has been shown.
+    /// (`error`: the headline of what stopped it; in JSON, other commands
+    /// end with an `error` event), then the closing warnings. Called once,
+    /// after any error has been shown.
     pub fn finish(&self, error: Option<&str>) {
         if std::mem::take(&mut *self.run_open.lock().expect("run lock")) {
             self.run_finished(error);
+        } else if let (OutputMode::Json, Some(e)) = (self.mode, error) {
+            // Other commands' JSON ends with the error too, not only stderr.
+            self.event(json!({"event": "error", "message": e}));
         }
         for w in std::mem::take(&mut *self.closing.lock().expect("closing lock")) {
             self.warn(&w);
@@ -427,6 +519,21 @@ impl Reporter {
         let _guard = self.out_lock.lock().expect("output lock");
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{text}");
+        let _ = out.flush();
+    }
+
+    /// A command's result as one JSON event on stdout (`--output json`),
+    /// masked like everything else.
+    pub fn print_event(&self, value: Value) {
+        self.event(value);
+    }
+
+    /// A secret's value on stdout, unmasked: only `labrun secret` calls
+    /// this, for the one value the user asked for by name.
+    pub fn reveal(&self, value: &str) {
+        let _guard = self.out_lock.lock().expect("output lock");
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{value}");
         let _ = out.flush();
     }
 
@@ -492,6 +599,46 @@ mod tests {
         assert_eq!(format_duration(Duration::from_millis(350)), "350ms");
         assert_eq!(format_duration(Duration::from_millis(1234)), "1.2s");
         assert_eq!(format_duration(Duration::from_secs(123)), "2m03s");
+    }
+
+    /// What the live display holds for a step: each host's latest line,
+    /// in the order the hosts first spoke; host-less output is not a host.
+    #[test]
+    fn a_step_keeps_each_hosts_latest_line() {
+        let r = Reporter::new(OutputMode::Human, false, Redactor::new());
+        let step = r.step_started("install", None);
+        let other = r.step_started("other", None);
+        {
+            let _guard = enter_step(Some(step));
+            r.host_output("mysql-server", "Unpacking mariadb-server");
+            r.host_output("mysql-client", "Unpacking mariadb-client");
+            r.output("no host");
+            r.host_output("mysql-server", "Setting up mariadb-server\n");
+            r.host_output("mysql-client", "   ");
+        }
+        let lines = |id: StepId| -> Vec<(String, String)> {
+            r.steps.lock().unwrap()[id.0]
+                .hosts
+                .iter()
+                .map(|h| (h.host.clone(), h.last.clone()))
+                .collect()
+        };
+        assert_eq!(
+            lines(step),
+            [
+                (
+                    "mysql-server".to_string(),
+                    "Setting up mariadb-server".to_string()
+                ),
+                (
+                    "mysql-client".to_string(),
+                    "Unpacking mariadb-client".to_string()
+                ),
+            ]
+        );
+        assert!(lines(other).is_empty());
+        r.step_finished(step, None);
+        r.step_finished(other, None);
     }
 
     #[test]

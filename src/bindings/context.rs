@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use rhai::EvalAltResult;
 
+use crate::engine::diagnostics::FailureKey;
 use crate::engine::{RhaiResult, script_error};
 use crate::ledger::Ledger;
 use crate::providers::{LabScope, Provider, ProviderError, ProviderKind, ProviderOptions};
@@ -31,8 +32,10 @@ pub struct LabContext {
     pub cancel: Arc<AtomicBool>,
     /// Set when the failure is the user's input (exit code 2), not the lab's.
     pub input_error: AtomicBool,
-    /// Name of the innermost step that failed first, for the diagnostic.
-    pub failed_step: Mutex<Option<String>>,
+    /// The failures steps reported, each with the innermost step it
+    /// failed: the run's error is one of them, or it happened outside any
+    /// step.
+    pub step_failures: Mutex<Vec<(FailureKey, String)>>,
     pub provider_options: ProviderOptions,
     /// Connected on first use, so playbooks that launch nothing need no
     /// Docker engine or cloud credentials.
@@ -72,7 +75,7 @@ impl LabContext {
             handle,
             cancel: Arc::new(AtomicBool::new(false)),
             input_error: AtomicBool::new(false),
-            failed_step: Mutex::new(None),
+            step_failures: Mutex::new(Vec::new()),
             provider_options: ProviderOptions::default(),
             provider_impl: Mutex::new(None),
             ssh: Default::default(),
@@ -172,6 +175,42 @@ impl LabContext {
     /// Marks the current step changed: operations call this when they acted.
     pub fn changed(&self) {
         self.reporter.mark_current_changed();
+    }
+
+    /// Records that step `name` failed with `err`. Enclosing steps fail
+    /// with the same error after it: the innermost keeps the record.
+    pub fn step_failed(&self, err: &EvalAltResult, name: &str) {
+        self.record_failure(FailureKey::of(err), name);
+    }
+
+    fn record_failure(&self, key: FailureKey, step: &str) {
+        let mut failures = self.step_failures.lock().expect("step failures lock");
+        if !failures.iter().any(|(k, _)| k.same(&key)) {
+            failures.push((key, step.to_string()));
+        }
+    }
+
+    /// The step `err` came out of (the innermost), or `None` for a failure
+    /// outside any step.
+    pub fn failed_step(&self, err: &EvalAltResult) -> Option<String> {
+        let key = FailureKey::of(err);
+        let failures = self.step_failures.lock().expect("step failures lock");
+        failures
+            .iter()
+            .find(|(k, _)| k.same(&key))
+            .map(|(_, step)| step.clone())
+    }
+
+    /// `parallel`'s own error, made of its closures' failures: when every
+    /// one of them came out of a step, it counts as that (first) step's
+    /// failure, not as another one.
+    pub fn parallel_failed(&self, err: &EvalAltResult, parts: &[Box<EvalAltResult>]) {
+        let steps: Vec<Option<String>> = parts.iter().map(|e| self.failed_step(e)).collect();
+        if let Some(Some(first)) = steps.first()
+            && steps.iter().all(Option::is_some)
+        {
+            self.record_failure(FailureKey::of(err), first);
+        }
     }
 
     /// Marks this failure as the user's input error (exit code 2).

@@ -94,10 +94,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
                 }
                 Err(e) => {
                     let leaf = diagnostics::leaf(&e, "");
-                    {
-                        let mut failed = c.failed_step.lock().expect("failed step lock");
-                        failed.get_or_insert_with(|| name.to_string());
-                    }
+                    c.step_failed(&e, name);
                     c.reporter.step_finished(id, Some(&leaf.message));
                     Err(e)
                 }
@@ -117,7 +114,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
         engine,
         move |nctx: NativeCallContext, closures: Array| -> RhaiResult<Array> {
             c.check_cancel()?;
-            run_parallel(&nctx, closures)
+            run_parallel(&c, &nctx, closures)
         },
     );
 
@@ -153,7 +150,8 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
         "lab_dir",
         &["String"],
         "The lab's state directory: its ledger, SSH key (`id_ed25519`) and 0600
-        `secrets.json` (for telling users where a password can be read).",
+        `secrets.json`. To tell users how to read a password, point them at
+        `labrun secret NAME --lab LAB` instead.",
     )
     .register_into_engine(engine, move || -> RhaiResult<String> {
         Ok(c.ledger()?.dir().display().to_string())
@@ -236,7 +234,7 @@ fn sleep(ctx: &LabContext, seconds: f64) -> RhaiResult<()> {
 
 /// Calls every closure on its own thread, all sharing the caller's call
 /// context (so captured variables and imports work) and its current step.
-fn run_parallel(nctx: &NativeCallContext, closures: Array) -> RhaiResult<Array> {
+fn run_parallel(ctx: &LabContext, nctx: &NativeCallContext, closures: Array) -> RhaiResult<Array> {
     let mut fns = Vec::with_capacity(closures.len());
     for (i, item) in closures.into_iter().enumerate() {
         let type_name = item.type_name();
@@ -274,6 +272,7 @@ fn run_parallel(nctx: &NativeCallContext, closures: Array) -> RhaiResult<Array> 
     });
     let total = results.len();
     let mut failures = Vec::new();
+    let mut errors = Vec::new();
     let mut values = Array::with_capacity(total);
     for (i, r) in results.into_iter().enumerate() {
         match r {
@@ -285,16 +284,19 @@ fn run_parallel(nctx: &NativeCallContext, closures: Array) -> RhaiResult<Array> 
                     .map(|l| format!(" (at {l})"))
                     .unwrap_or_default();
                 failures.push(format!("[{}] {}{at}", i + 1, leaf.message));
+                errors.push(e);
             }
         }
     }
     if failures.is_empty() {
         Ok(values)
     } else {
-        Err(script_error(format!(
+        let err = script_error(format!(
             "parallel: {} of {total} failed:\n  {}",
             failures.len(),
             failures.join("\n  ")
-        )))
+        ));
+        ctx.parallel_failed(&err, &errors);
+        Err(err)
     }
 }

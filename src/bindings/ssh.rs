@@ -100,10 +100,11 @@ fn connect(ctx: &LabContext, target: &Target, timeout: Duration) -> RhaiResult<S
     ctx.check_cancel()?;
     let ledger = ctx.ledger()?.clone();
     let reporter = ctx.reporter.clone();
+    let host = target.label.clone();
     // Every report on the step's live line; one in the log if it takes long.
     let logged = std::sync::atomic::AtomicBool::new(false);
     let on_wait = move |line: &str, waited: Duration| {
-        reporter.output(line);
+        reporter.host_output(&host, line);
         if waited >= Duration::from_secs(10) && !logged.swap(true, Ordering::SeqCst) {
             reporter.log(line);
         }
@@ -152,8 +153,9 @@ fn run(ctx: &LabContext, s: &Session, cmd: &str, o: RunOptions) -> RhaiResult<Ma
     ctx.check_cancel()?;
     let function = if o.sudo { "ssh.sudo" } else { "ssh.run" };
     let reporter = ctx.reporter.clone();
+    let host = &s.target().label;
     let out = ctx
-        .block_on(s.run(cmd, &o, &mut |_, line| reporter.output(line)))
+        .block_on(s.run(cmd, &o, &mut |_, line| reporter.host_output(host, line)))
         .map_err(|e| fail(function, e))?;
     let mut m = Map::new();
     m.insert("stdout".into(), out.stdout.into());
@@ -251,8 +253,11 @@ fn apt_install(ctx: &LabContext, s: &Session, packages: Array, m: &Map) -> RhaiR
         })?);
     }
     let reporter = ctx.reporter.clone();
+    let host = &s.target().label;
     let changed = ctx
-        .block_on(s.apt_install(&names, &options, &mut |_, line| reporter.output(line)))
+        .block_on(s.apt_install(&names, &options, &mut |_, line| {
+            reporter.host_output(host, line)
+        }))
         .map_err(|e| fail(f, e))?;
     if changed {
         ctx.changed();
@@ -520,9 +525,10 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
         move |s: &mut Session, name: &str, state: &str| -> RhaiResult<bool> {
             c.check_cancel()?;
             let reporter = c.reporter.clone();
+            let host = &s.target().label;
             let changed = c
                 .block_on(s.service(name, state, Some(c.cancel.clone()), &mut |_, l| {
-                    reporter.output(l)
+                    reporter.host_output(host, l)
                 }))
                 .map_err(|e| fail("ssh.service", e))?;
             if changed {

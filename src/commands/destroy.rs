@@ -6,12 +6,14 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use serde_json::json;
+
 use crate::cli::DestroyArgs;
 use crate::error::{Error, Exit};
 use crate::keys;
 use crate::ledger::{self, Ledger, LedgerData};
 use crate::providers::{LabScope, ProviderKind};
-use crate::report::Reporter;
+use crate::report::{OutputMode, Reporter};
 
 pub fn destroy(
     runtime: &tokio::runtime::Runtime,
@@ -23,7 +25,16 @@ pub fn destroy(
     // One lab's failure does not stop the others; every failure is shown.
     let mut errors: Vec<Error> = labs
         .iter()
-        .filter_map(|lab| execute(runtime, &root, lab, &args, reporter).err())
+        .filter_map(|lab| match execute(runtime, &root, lab, &args, reporter) {
+            Ok(outcome) => outcome.report(reporter).err(),
+            Err(e) => {
+                if reporter.mode() == OutputMode::Json {
+                    reporter.print_event(json!({"event": "destroyed", "lab": lab,
+                        "status": "failed", "error": e.headline()}));
+                }
+                Some(e)
+            }
+        })
         .collect();
     match errors.len() {
         0 => Ok(Exit::Ok),
@@ -58,7 +69,7 @@ fn execute(
     lab: &str,
     args: &DestroyArgs,
     reporter: &Arc<Reporter>,
-) -> Result<(), Error> {
+) -> Result<Outcome, Error> {
     let dir = root.join("labs").join(lab);
     let existed = dir.exists();
     let recorded = LedgerData::load(&dir)?;
@@ -113,33 +124,87 @@ fn execute(
             root.display()
         )));
     }
-    for line in &removed {
-        reporter.log(line);
-    }
-    if forgotten > 0 {
-        reporter.log(&format!(
-            "forgot {forgotten} pinned SSH host key{}",
-            if forgotten == 1 { "" } else { "s" }
-        ));
-    }
-    if left.is_empty() {
-        reporter.log(&format!(
-            "lab '{lab}': {} on {provider}",
-            match removed.len() {
-                0 => "nothing left to remove".to_string(),
-                1 => "removed 1 resource".to_string(),
-                n => format!("removed {n} resources"),
-            },
-        ));
-        Ok(())
-    } else {
-        Err(Error::Failed(format!(
-            "lab '{lab}': {} resources are still recorded: {}",
-            left.len(),
-            left.iter()
-                .map(|r| format!("{} {}", r.kind, r.name))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )))
+    Ok(Outcome {
+        lab: lab.to_string(),
+        provider,
+        removed,
+        forgotten,
+        left: left
+            .iter()
+            .map(|r| (r.kind.to_string(), r.name.clone()))
+            .collect(),
+    })
+}
+
+/// What destroying one lab did.
+struct Outcome {
+    lab: String,
+    provider: ProviderKind,
+    /// What was removed, a line each (`removed network labrun-x`).
+    removed: Vec<String>,
+    /// Pinned SSH host keys forgotten.
+    forgotten: usize,
+    /// Resources still recorded afterwards: (kind, name).
+    left: Vec<(String, String)>,
+}
+
+impl Outcome {
+    /// Says what was removed (log lines, or one `destroyed` JSON event);
+    /// an error if anything is left.
+    fn report(self, reporter: &Reporter) -> Result<(), Error> {
+        let Outcome {
+            lab,
+            provider,
+            removed,
+            forgotten,
+            left,
+        } = self;
+        let error = (!left.is_empty()).then(|| {
+            Error::Failed(format!(
+                "lab '{lab}': {} resources are still recorded: {}",
+                left.len(),
+                left.iter()
+                    .map(|(kind, name)| format!("{kind} {name}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        });
+        if reporter.mode() == OutputMode::Json {
+            let left: Vec<_> = left
+                .iter()
+                .map(|(kind, name)| json!({"kind": kind, "name": name}))
+                .collect();
+            let mut ev = json!({"event": "destroyed", "lab": lab, "provider": provider,
+                "status": if error.is_none() { "ok" } else { "failed" },
+                "removed": removed, "forgotten_host_keys": forgotten, "left": left});
+            if let Some(e) = &error {
+                ev["error"] = json!(e.headline());
+            }
+            reporter.print_event(ev);
+            return error.map_or(Ok(()), Err);
+        }
+        for line in &removed {
+            reporter.log(line);
+        }
+        if forgotten > 0 {
+            reporter.log(&format!(
+                "forgot {forgotten} pinned SSH host key{}",
+                if forgotten == 1 { "" } else { "s" }
+            ));
+        }
+        match error {
+            None => {
+                reporter.log(&format!(
+                    "lab '{lab}': {} on {provider}",
+                    match removed.len() {
+                        0 => "nothing left to remove".to_string(),
+                        1 => "removed 1 resource".to_string(),
+                        n => format!("removed {n} resources"),
+                    },
+                ));
+                Ok(())
+            }
+            Some(e) => Err(e),
+        }
     }
 }

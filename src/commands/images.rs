@@ -1,10 +1,14 @@
 //! `labrun images`: the local provider's base images, built on request.
+//! With `--output json`, build progress comes as NDJSON events and the list
+//! last, as one `images` event.
 
 use std::sync::Arc;
 
+use serde_json::json;
+
 use crate::error::{Error, Exit};
 use crate::providers::local::{docker, image};
-use crate::report::Reporter;
+use crate::report::{OutputMode, Reporter};
 
 pub fn images(
     runtime: &tokio::runtime::Runtime,
@@ -22,6 +26,10 @@ pub fn images(
         }
         image::list(&docker).await
     })?;
+    if reporter.mode() == OutputMode::Json {
+        reporter.print_event(json!({"event": "images", "images": list}));
+        return Ok(Exit::Ok);
+    }
     reporter.print(&format!("{:<14} {:<6} DETAIL", "IMAGE", "READY"));
     for i in list {
         reporter.print(&format!(

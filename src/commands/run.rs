@@ -107,7 +107,11 @@ pub fn run(
             }
         }
         Err(err) => {
-            let step = ctx.failed_step.lock().expect("failed step lock").clone();
+            let step = ctx.failed_step(&err);
+            if step.is_none() && !cancel.load(Ordering::SeqCst) {
+                // No step counted this one: it happened outside any.
+                reporter.count_failure();
+            }
             let diagnostic = diagnostics::runtime_error(
                 &err,
                 &playbook_name,

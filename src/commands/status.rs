@@ -1,15 +1,17 @@
 //! `labrun status`: each lab with its instances (as the provider has them
 //! now, where it can say so without the lab's lock), network and security
 //! groups, else its recorded resources. Takes no lock, so it works while a
-//! run is going on.
+//! run is going on. `--output json` prints the same as one JSON document.
 
 use std::sync::Arc;
 
+use serde_json::{Value, json};
+
 use crate::error::{Error, Exit};
-use crate::ledger::{self, LedgerData, ResourceKind, ResourceState, now_secs};
-use crate::providers::Instance;
+use crate::ledger::{self, LedgerData, Resource, ResourceKind, ResourceState, now_secs};
 use crate::providers::local::groups;
-use crate::report::Reporter;
+use crate::providers::{Instance, SecurityGroup};
+use crate::report::{OutputMode, Reporter};
 
 /// `42s`, `5m`, `3h`, `2d`.
 pub fn age(since: u64) -> String {
@@ -22,63 +24,146 @@ pub fn age(since: u64) -> String {
     }
 }
 
+/// One lab as `status` reports it.
+struct LabStatus {
+    lab: String,
+    ledger: Option<LedgerData>,
+    /// The instances as the provider reports them now; `None` where the
+    /// provider is not asked (AWS) or could not be reached.
+    instances: Option<Vec<Instance>>,
+    /// Why the provider could not be asked.
+    observe_error: Option<String>,
+    security_groups: Vec<SecurityGroup>,
+    /// Why the ledger could not be read.
+    error: Option<String>,
+}
+
+impl LabStatus {
+    /// The lab for `--output json`: the ledger's facts and resources, the
+    /// instances as observed (`null` where not observed), the groups.
+    fn to_json(&self) -> Value {
+        let mut v = json!({"lab": self.lab});
+        if let Some(d) = &self.ledger {
+            v["provider"] = json!(d.provider);
+            v["region"] = json!(d.region);
+            v["playbook"] = json!(d.playbook);
+            v["created_at"] = json!(d.created_at);
+            v["updated_at"] = json!(d.updated_at);
+            v["resources"] = json!(d.resources);
+            v["instances"] = json!(self.instances);
+            v["security_groups"] = json!(self.security_groups);
+            v["pending"] = json!(
+                d.resources
+                    .iter()
+                    .filter(|r| r.state == ResourceState::Pending)
+                    .count()
+            );
+        }
+        if let Some(e) = &self.observe_error {
+            v["observe_error"] = json!(e);
+        }
+        if let Some(e) = &self.error {
+            v["error"] = json!(e);
+        }
+        v
+    }
+}
+
 pub fn status(
     runtime: &tokio::runtime::Runtime,
     reporter: &Arc<Reporter>,
     only: Option<&str>,
 ) -> Result<Exit, Error> {
     let root = ledger::state_root()?;
-    let labs: Vec<String> = ledger::list_labs(&root)
+    let labs: Vec<LabStatus> = ledger::list_labs(&root)
         .into_iter()
         .filter(|l| only.is_none_or(|o| o == l))
+        .filter_map(|lab| gather(runtime, &root, lab))
         .collect();
+    if reporter.mode() == OutputMode::Json {
+        let labs: Vec<Value> = labs.iter().map(LabStatus::to_json).collect();
+        reporter.print_event(json!({"event": "status", "labs": labs}));
+        return Ok(Exit::Ok);
+    }
     if labs.is_empty() {
         reporter.print(&match only {
             Some(l) => format!("no lab named '{l}' under {}", root.display()),
             None => format!("no labs under {}", root.display()),
         });
-        return Ok(Exit::Ok);
     }
-    for lab in labs {
-        let dir = root.join("labs").join(&lab);
-        match LedgerData::load(&dir) {
-            Ok(Some(d)) => {
-                let mut lines = vec![format!(
-                    "{lab}  provider={}{}  resources={}  created {} ago, updated {} ago",
-                    d.provider,
-                    d.region
-                        .as_deref()
-                        .map(|r| format!("  region={r}"))
-                        .unwrap_or_default(),
-                    d.resources.len(),
-                    age(d.created_at),
-                    age(d.updated_at)
-                )];
-                match runtime.block_on(d.provider.observe(&lab)) {
-                    Some(live) => observed(&d, live.map_err(|e| e.to_string()), &mut lines),
-                    None => recorded(&d, &mut lines),
-                }
-                for line in lines {
+    for lab in &labs {
+        match (&lab.ledger, &lab.error) {
+            (Some(d), _) => {
+                for line in text(lab, d) {
                     reporter.print(&line);
                 }
             }
-            Ok(None) => {}
-            Err(e) => reporter.warn(&format!("{lab}: {e}")),
+            (None, Some(e)) => reporter.warn(&format!("{}: {e}", lab.lab)),
+            (None, None) => {}
         }
     }
     Ok(Exit::Ok)
 }
 
-/// A lab whose provider reported its instances.
-fn observed(d: &LedgerData, live: Result<Vec<Instance>, String>, out: &mut Vec<String>) {
-    let instances = match live {
-        Ok(list) => list,
-        Err(e) => {
-            out.push(format!("  (engine not reachable: {e}; showing the ledger)"));
-            recorded(d, out);
-            return;
-        }
+/// What is known of `lab`: its ledger and, where the provider can say, its
+/// instances now. `None` for a directory without a ledger.
+fn gather(
+    runtime: &tokio::runtime::Runtime,
+    root: &std::path::Path,
+    lab: String,
+) -> Option<LabStatus> {
+    let dir = root.join("labs").join(&lab);
+    let mut status = LabStatus {
+        lab,
+        ledger: None,
+        instances: None,
+        observe_error: None,
+        security_groups: Vec::new(),
+        error: None,
     };
+    match LedgerData::load(&dir) {
+        Ok(Some(d)) => {
+            match runtime.block_on(d.provider.observe(&status.lab)) {
+                Some(Ok(list)) => status.instances = Some(list),
+                Some(Err(e)) => status.observe_error = Some(e.to_string()),
+                None => {}
+            }
+            status.security_groups = groups::from_ledger(&d);
+            status.ledger = Some(d);
+        }
+        Ok(None) => return None,
+        Err(e) => status.error = Some(e.to_string()),
+    }
+    Some(status)
+}
+
+/// The text lines for one lab.
+fn text(lab: &LabStatus, d: &LedgerData) -> Vec<String> {
+    let mut lines = vec![format!(
+        "{}  provider={}{}  resources={}  created {} ago, updated {} ago",
+        lab.lab,
+        d.provider,
+        d.region
+            .as_deref()
+            .map(|r| format!("  region={r}"))
+            .unwrap_or_default(),
+        d.resources.len(),
+        age(d.created_at),
+        age(d.updated_at)
+    )];
+    match (&lab.instances, &lab.observe_error) {
+        (Some(list), _) => observed(d, list, &lab.security_groups, &mut lines),
+        (None, Some(e)) => {
+            lines.push(format!("  (engine not reachable: {e}; showing the ledger)"));
+            recorded(&d.resources, &mut lines);
+        }
+        (None, None) => recorded(&d.resources, &mut lines),
+    }
+    lines
+}
+
+/// A lab whose provider reported its instances.
+fn observed(d: &LedgerData, instances: &[Instance], sgs: &[SecurityGroup], out: &mut Vec<String>) {
     if instances.is_empty() {
         out.push("  no instances".into());
     } else {
@@ -86,7 +171,7 @@ fn observed(d: &LedgerData, live: Result<Vec<Instance>, String>, out: &mut Vec<S
             "  {:<20} {:<15} {:<15} {:<16} {:<8} AGE",
             "INSTANCE", "ID", "PRIVATE IP", "SSH", "STATE"
         ));
-        for i in &instances {
+        for i in instances {
             let ssh = if i.ssh_port > 0 {
                 format!("{}:{}", i.public_ip, i.ssh_port)
             } else {
@@ -114,7 +199,6 @@ fn observed(d: &LedgerData, live: Result<Vec<Instance>, String>, out: &mut Vec<S
             r.data["subnet"].as_str().unwrap_or("")
         ));
     }
-    let sgs = groups::from_ledger(d);
     if !sgs.is_empty() {
         let list: Vec<String> = sgs
             .iter()
@@ -136,8 +220,8 @@ fn observed(d: &LedgerData, live: Result<Vec<Instance>, String>, out: &mut Vec<S
 }
 
 /// A lab as its ledger records it.
-fn recorded(d: &LedgerData, out: &mut Vec<String>) {
-    for r in &d.resources {
+fn recorded(resources: &[Resource], out: &mut Vec<String>) {
+    for r in resources {
         out.push(format!(
             "  {:<15} {:<24} {:<22} {:?}  {}",
             r.kind,

@@ -1,6 +1,6 @@
 //! Errors as a user can act on them: `file:line:col`, the line, a caret.
 
-use rhai::{Engine, EvalAltResult, Position};
+use rhai::{ASTNode, Engine, EvalAltResult, Expr, FnPtr, Position, Stmt};
 
 use super::resolver::Sources;
 
@@ -134,6 +134,36 @@ pub fn leaf(err: &EvalAltResult, main_source: &str) -> Leaf {
     }
 }
 
+/// Tells one failure from another as it travels out of the playbook:
+/// the innermost error's message and position, which stay the same however
+/// many calls wrap it on the way out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailureKey {
+    message: String,
+    position: Option<(usize, usize)>,
+}
+
+impl FailureKey {
+    pub fn of(err: &EvalAltResult) -> FailureKey {
+        let l = leaf(err, "");
+        FailureKey {
+            message: l.message,
+            position: l.location.map(|loc| (loc.line, loc.col)),
+        }
+    }
+
+    /// The same failure: same message, and the same position where both
+    /// know one (an error raised without one gets its call's position on
+    /// the way out).
+    pub fn same(&self, other: &FailureKey) -> bool {
+        self.message == other.message
+            && match (self.position, other.position) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+    }
+}
+
 /// Registered signatures of the function named in a "function not found"
 /// signature such as `ec2::launch (i64)`.
 pub fn expected_signatures(engine: &Engine, not_found_sig: &str) -> Vec<String> {
@@ -173,16 +203,117 @@ fn readable_types(sig: &str) -> String {
     let args: Vec<&str> = args
         .split(", ")
         .filter(|t| !t.is_empty())
-        .map(|t| match t.trim() {
-            "&str | ImmutableString | String" | "ImmutableString" | "String" => "string",
-            "Array" => "array",
-            "Map" => "map",
-            "FnPtr" => "Fn",
-            "char" => "char",
-            other => other,
-        })
+        .map(|t| readable_type(t.trim()))
         .collect();
     format!("{}({})", sig[..open].trim_end(), args.join(", "))
+}
+
+fn readable_type(t: &str) -> &str {
+    match t {
+        "&str | ImmutableString | String" | "ImmutableString" | "String" => "string",
+        "Array" => "array",
+        "Map" => "map",
+        "FnPtr" => "Fn",
+        other => other,
+    }
+}
+
+/// What a name called like a function (`q("a")`) is in the playbook when
+/// no function has that name.
+#[derive(Debug, PartialEq, Eq)]
+enum CalledName {
+    /// A variable given a closure or `Fn(...)`: `let q = |x| ...;`.
+    Closure,
+    /// Another variable or a parameter, which may hold a closure.
+    Variable,
+}
+
+/// Looks at the call at `loc` in its source: Rhai calls a closure held in
+/// a variable only with `.call(...)`, and a call `q(...)` looks for a
+/// function named `q` instead, so "no function q" means that variable.
+fn called_name(sources: &Sources, loc: &Location, name: &str) -> Option<CalledName> {
+    let text = sources.get(&loc.source)?;
+    let ast = Engine::new_raw().compile(&text).ok()?;
+    let at = |pos: &Position| pos.line() == Some(loc.line) && pos.position() == Some(loc.col);
+    let mut call_found = false;
+    let mut kind = None;
+    ast.walk(&mut |path: &[ASTNode]| {
+        match path.last() {
+            Some(ASTNode::Stmt(Stmt::FnCall(call, pos)))
+            | Some(ASTNode::Expr(Expr::FnCall(call, pos)))
+                if at(pos) && call.name == name && call.namespace.is_empty() =>
+            {
+                call_found = true;
+            }
+            Some(ASTNode::Stmt(Stmt::Var(var, ..))) if var.0.name == name => {
+                if holds_fn(&var.1) {
+                    kind = Some(CalledName::Closure);
+                } else {
+                    kind.get_or_insert(CalledName::Variable);
+                }
+            }
+            _ => {}
+        }
+        true
+    });
+    if kind.is_none()
+        && ast
+            .iter_fn_def()
+            .any(|f| f.params.iter().any(|p| p == name))
+    {
+        kind = Some(CalledName::Variable);
+    }
+    kind.filter(|_| call_found)
+}
+
+/// A closure (`|x| ...`, with or without captured variables) or `Fn(...)`.
+fn holds_fn(expr: &Expr) -> bool {
+    match expr {
+        Expr::DynamicConstant(v, _) => v.is::<FnPtr>(),
+        Expr::FnCall(call, _) => matches!(call.name.as_str(), "Fn" | "curry"),
+        Expr::Stmt(block) => block.statements().iter().any(|s| match s {
+            Stmt::FnCall(call, _) => matches!(call.name.as_str(), "Fn" | "curry"),
+            Stmt::Expr(e) => holds_fn(e),
+            _ => false,
+        }),
+        _ => false,
+    }
+}
+
+/// The arguments of the call `name(...)` at `loc` as written (`"a", 2`),
+/// where they are short and on one line.
+fn call_arguments(sources: &Sources, loc: &Location, name: &str) -> Option<String> {
+    let text = sources.get(&loc.source)?;
+    let line = text.lines().nth(loc.line.checked_sub(1)?)?;
+    let rest: String = line.chars().skip(loc.col.checked_sub(1)?).collect();
+    let rest = rest.strip_prefix(name)?.trim_start().strip_prefix('(')?;
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (i, c) in rest.char_indices() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None => match c {
+                '"' | '\'' | '`' => quote = Some(c),
+                '(' | '[' | '{' => depth += 1,
+                ')' if depth == 0 => {
+                    let args = rest[..i].trim();
+                    return (args.chars().count() <= 60).then(|| args.to_string());
+                }
+                ')' | ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+        }
+    }
+    None
 }
 
 /// The full diagnostic for a runtime error.
@@ -197,7 +328,27 @@ pub fn runtime_error(
     let mut message = l.message.clone();
     if let Some(sig) = &l.not_found {
         let expected = expected_signatures(engine, sig);
-        message = if expected.is_empty() {
+        let name = sig.split(['(', ' ']).next().unwrap_or(sig);
+        let called = l
+            .location
+            .as_ref()
+            .filter(|_| expected.is_empty())
+            .and_then(|loc| called_name(sources, loc, name).map(|kind| (loc, kind)));
+        message = if let Some((loc, kind)) = called {
+            let args = call_arguments(sources, loc, name).unwrap_or_else(|| "...".into());
+            match kind {
+                CalledName::Closure => format!(
+                    "no function {}: `{name}` is a closure held in a variable, not a function; \
+                     call it as `{name}.call({args})`",
+                    readable_types(sig)
+                ),
+                CalledName::Variable => format!(
+                    "no function {}: `{name}` is a variable, not a function; if it holds a \
+                     closure, call it as `{name}.call({args})`",
+                    readable_types(sig)
+                ),
+            }
+        } else if expected.is_empty() {
             format!("no function {sig}")
         } else {
             format!(
@@ -228,6 +379,51 @@ mod tests {
         assert_eq!(readable_types("f (Map, Array, FnPtr)"), "f(map, array, Fn)");
         assert_eq!(readable_types("lab_name ()"), "lab_name()");
         assert_eq!(readable_types("ssh::connect (())"), "ssh::connect(())");
+    }
+
+    fn at(line: usize, col: usize) -> Location {
+        Location {
+            source: "p.rhai".into(),
+            line,
+            col,
+        }
+    }
+
+    #[test]
+    fn a_call_of_a_variable_is_told_apart_from_a_missing_function() {
+        let sources = Sources::default();
+        sources.insert(
+            "p.rhai",
+            "let q = |x| x + 1;\nlet y = 1;\nlet r = |z| z + y;\nq(\"a\", [1, (2)]);\n\
+             fn apply(f) { f(1) }\nr(2);\nnope(3);\ny(4);\n",
+        );
+        assert_eq!(
+            called_name(&sources, &at(4, 1), "q"),
+            Some(CalledName::Closure)
+        );
+        assert_eq!(
+            called_name(&sources, &at(6, 1), "r"),
+            Some(CalledName::Closure)
+        );
+        assert_eq!(
+            called_name(&sources, &at(5, 15), "f"),
+            Some(CalledName::Variable)
+        );
+        assert_eq!(
+            called_name(&sources, &at(8, 1), "y"),
+            Some(CalledName::Variable)
+        );
+        assert_eq!(called_name(&sources, &at(7, 1), "nope"), None);
+        // Only the call at that position counts.
+        assert_eq!(called_name(&sources, &at(6, 1), "q"), None);
+        assert_eq!(
+            call_arguments(&sources, &at(4, 1), "q").as_deref(),
+            Some("\"a\", [1, (2)]")
+        );
+        assert_eq!(
+            call_arguments(&sources, &at(5, 15), "f").as_deref(),
+            Some("1")
+        );
     }
 
     #[test]

@@ -189,5 +189,23 @@ pub fn markdown(engine: &Engine) -> String {
         }
         let _ = writeln!(out);
     }
+    out.push_str(TRAPS);
     out
 }
+
+/// What trips up playbook authors new to Rhai.
+const TRAPS: &str = "## Rhai traps
+
+- **A closure in a variable is called with `.call`.** `let q = |x| x + 1;`
+  then `q.call(1)`; `q(1)` looks for a *function* named `q` (labrun's error
+  says so and shows the `.call` form). `step` and `parallel` take closures
+  as they are: `step(\"name\", || ...)`.
+- **String methods change the string in place and return nothing.**
+  `trim()`, `replace()`, `pad()`, `truncate()`, `crop()`, `make_upper()`
+  and `make_lower()` modify the variable and return `()`: `r.stdout.trim()`
+  is `()` (and trims `r.stdout` itself). Copy, then change:
+  `let out = r.stdout; out.trim();`
+  (`to_upper()` and `to_lower()` do return a new string).
+- **Editors**: `labrun definitions` writes definition files (`.d.rhai`) for
+  Rhai's language server: completion and signatures of everything above.
+";

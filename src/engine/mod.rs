@@ -3,6 +3,7 @@
 //! nothing of labrun's functions: `bindings::engine` builds this engine and
 //! registers them, so `run`, `validate` and `docs` all see the same one.
 
+pub mod definitions;
 pub mod diagnostics;
 pub mod docs;
 pub mod resolver;

@@ -489,3 +489,95 @@ fn the_helper_container_firewall_enforces_the_same_rules() {
     );
     destroy_and_check(&t, &lab);
 }
+
+/// `status`, `images` and `destroy` with `--output json`, on a real lab.
+#[test]
+fn status_images_and_destroy_speak_json() {
+    let lab = unique_lab("json");
+    let _cleanup = Cleanup(lab.clone());
+    let t = Test::new().playbook(
+        "j.rhai",
+        r#"let g = sg::ensure(#{ name: "web", description: "json test" });
+           g.allow(#{ port: 22, from: operator_cidr() });
+           ec2::launch(#{ name: "box", security_groups: [g] });"#,
+    );
+    t.run_with(&["j.rhai", "--lab", &lab]).assert_code(0);
+
+    let out = t.run_with(&["status", "--lab", &lab, "--output", "json"]);
+    out.assert_code(0);
+    let events = out.events();
+    assert_eq!(events.len(), 1, "one document: {}", out.stdout);
+    assert_eq!(events[0]["event"], "status");
+    let labs = events[0]["labs"].as_array().unwrap();
+    assert_eq!(labs.len(), 1);
+    let l = &labs[0];
+    assert_eq!(l["lab"], lab.as_str());
+    assert_eq!(l["provider"], "local");
+    assert_eq!(l["pending"], 0);
+    let instances = l["instances"].as_array().unwrap();
+    assert_eq!(instances.len(), 1, "{l}");
+    let i = &instances[0];
+    assert_eq!(i["name"], "box");
+    assert_eq!(i["state"], "running");
+    assert!(i["id"].as_str().unwrap().starts_with("i-"));
+    assert!(i["ssh_port"].as_u64().unwrap() > 0);
+    let ledger_id = l["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "instance")
+        .map(|r| r["id"].clone())
+        .unwrap();
+    assert_eq!(i["id"], ledger_id);
+    assert_eq!(l["security_groups"][0]["name"], "web");
+    assert_eq!(
+        l["security_groups"][0]["rules"].as_array().unwrap().len(),
+        1
+    );
+    // The text form still reads as before.
+    let text = t.run_with(&["status", "--lab", &lab]);
+    text.assert_code(0)
+        .assert_stdout_contains("security groups: web (");
+
+    let out = t.run_with(&["images", "--output", "json"]);
+    out.assert_code(0);
+    let last = out.events().pop().unwrap();
+    assert_eq!(last["event"], "images");
+    let debian = last["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "debian-12")
+        .cloned()
+        .unwrap();
+    assert_eq!(debian["ready"], true);
+
+    let out = t.run_with(&["destroy", "--lab", &lab, "--output", "json"]);
+    out.assert_code(0);
+    let events = out.events();
+    let done: Vec<_> = events
+        .iter()
+        .filter(|e| e["event"] == "destroyed")
+        .collect();
+    assert_eq!(done.len(), 1, "{}", out.stdout);
+    assert_eq!(done[0]["lab"], lab.as_str());
+    assert_eq!(done[0]["status"], "ok");
+    assert_eq!(done[0]["left"], serde_json::json!([]));
+    let removed: Vec<&str> = done[0]["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert!(
+        removed.iter().any(|r| r.contains("box")) && removed.len() >= 3,
+        "{removed:?}"
+    );
+    assert_eq!(labelled(&lab), (String::new(), String::new()));
+    // Nothing left: status shows no instances.
+    let out = t.run_with(&["status", "--lab", &lab, "--output", "json"]);
+    assert_eq!(
+        out.events()[0]["labs"][0]["instances"],
+        serde_json::json!([])
+    );
+}

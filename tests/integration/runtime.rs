@@ -489,7 +489,11 @@ fn docs_lists_registered_functions_with_their_docs() {
         .assert_stdout_contains("### `secret(name: string) -> String`")
         .assert_stdout_contains("### `step(name: string, body: Fn) -> Dynamic`")
         .assert_stdout_contains("`check::equal(actual, expected, what)`")
-        .assert_stdout_contains("connect_timeout");
+        .assert_stdout_contains("connect_timeout")
+        .assert_stdout_contains("## Rhai traps")
+        .assert_stdout_contains("`q.call(1)`")
+        .assert_stdout_contains("`r.stdout.trim()`")
+        .assert_stdout_contains("`labrun definitions`");
     // Printing helpers are one sentence, not eight empty entries.
     assert!(!out.stdout.contains("### `to_debug"), "{}", out.stdout);
     assert!(!out.stdout.contains("### `to_string"), "{}", out.stdout);
@@ -518,4 +522,101 @@ fn shorthand_and_lab_name_and_provider() {
         .run()
         .assert_code(2)
         .assert_stderr_contains("invalid lab name");
+}
+
+/// `q("a")` for a closure `q` is a classic Rhai trap: the error says `q` is
+/// a closure and shows the call to write, in playbook type names.
+#[test]
+fn a_closure_called_like_a_function_says_how_to_call_it() {
+    let out = Test::new()
+        .playbook(
+            "q.rhai",
+            "let q = |x, n| x + n;\nstep(\"uses q\", || {\n    q(\"a\", 2)\n});\n",
+        )
+        .run();
+    out.assert_code(1)
+        .assert_stderr_contains(
+            "error: no function q(string, i64): `q` is a closure held in a variable, not a \
+             function; call it as `q.call(\"a\", 2)`",
+        )
+        .assert_stderr_contains("q.rhai:3:5")
+        .assert_stderr_contains("in step 'uses q'");
+    assert!(!out.stderr.contains("ImmutableString"), "{}", out.stderr);
+
+    // A parameter may hold one: said as a possibility.
+    Test::new()
+        .playbook("p.rhai", "fn twice(f) { f(1) + f(1) }\ntwice(|x| x);\n")
+        .run()
+        .assert_code(1)
+        .assert_stderr_contains(
+            "no function f(i64): `f` is a variable, not a function; if it holds a closure, \
+             call it as `f.call(1)`",
+        );
+    // A name that is nothing at all keeps Rhai's message.
+    Test::new()
+        .playbook("n.rhai", "nothing_here(1);\n")
+        .run()
+        .assert_code(1)
+        .assert_stderr_contains("no function nothing_here (i64)");
+}
+
+/// A failure outside any step is one failure in the summary; one that came
+/// out of a step is counted once, by the step, even through `parallel`; a
+/// step failure that was caught does not name the step for a later one.
+#[test]
+fn a_failure_outside_any_step_counts_in_the_summary() {
+    let out = Test::new()
+        .playbook("o.rhai", "step(\"fine\", || 1);\nthrow \"outside\";\n")
+        .args(&["--output", "plain"])
+        .run();
+    out.assert_code(1)
+        .assert_stderr_contains("error: outside")
+        .assert_stderr_contains("failed: ok=1 changed=0 failed=1");
+    assert!(!out.stderr.contains("in step"), "{}", out.stderr);
+
+    let out = Test::new()
+        .playbook("o.rhai", "let x = 1;\nx.no_such_method();\n")
+        .args(&["--output", "json"])
+        .run();
+    out.assert_code(1);
+    let end = out.events().pop().unwrap();
+    assert_eq!(end["event"], "run_finished");
+    assert_eq!(end["status"], "failed");
+    assert_eq!(end["failed"], 1, "{end}");
+    assert_eq!(end["ok"], 0);
+
+    let out = Test::new()
+        .playbook(
+            "c.rhai",
+            "try { step(\"caught\", || throw \"first\"); } catch (e) { }\n\
+             fn deploy() { step(\"inner\", || throw \"deep\") }\ndeploy();\n",
+        )
+        .args(&["--output", "plain"])
+        .run();
+    out.assert_code(1)
+        .assert_stderr_contains("in step 'inner'")
+        .assert_stderr_contains("failed: ok=0 changed=0 failed=2");
+
+    let out = Test::new()
+        .playbook(
+            "p.rhai",
+            "parallel([|| step(\"a\", || throw \"a fails\"), || step(\"b\", || throw \"b fails\")]);\n",
+        )
+        .args(&["--output", "plain"])
+        .run();
+    out.assert_code(1)
+        .assert_stderr_contains("FAILED  a")
+        .assert_stderr_contains("FAILED  b")
+        .assert_stderr_contains("failed: ok=0 changed=0 failed=2");
+
+    let out = Test::new()
+        .playbook(
+            "l.rhai",
+            "try { step(\"caught\", || throw \"first\"); } catch (e) { }\nthrow \"later\";\n",
+        )
+        .args(&["--output", "plain"])
+        .run();
+    out.assert_code(1)
+        .assert_stderr_contains("failed: ok=0 changed=0 failed=2");
+    assert!(!out.stderr.contains("in step 'caught'"), "{}", out.stderr);
 }

@@ -132,6 +132,64 @@ impl Drop for Hosts {
 
 /// A command that times out does not live on: the remote process (also
 /// under `sh -c` and under sudo) is gone, not left holding the host.
+/// A step that works on two hosts at once: with `-v`, every remote line
+/// says which host it came from (plain: `host | line`; JSON: `host`).
+#[test]
+fn ssh_parallel_output_is_attributed_to_each_host() {
+    let h = Hosts::new(2);
+    let body = r#"
+step("both hosts", || {
+    parallel([
+        || A.run("for i in 1 2 3 4; do echo from-a-$i; sleep 0.05; done"),
+        || B.run("for i in 1 2 3 4; do echo from-b-$i; echo err-b-$i >&2; sleep 0.05; done"),
+    ]);
+});
+"#;
+    let out = h.run("both.rhai", body, &["-v"]);
+    out.assert_code(0);
+    for i in 1..=4 {
+        out.assert_stderr_contains(&format!("\n    a | from-a-{i}\n"))
+            .assert_stderr_contains(&format!("\n    b | from-b-{i}\n"))
+            .assert_stderr_contains(&format!("\n    b | err-b-{i}\n"));
+    }
+    for line in out
+        .stderr
+        .lines()
+        .filter(|l| l.contains(" | from-") || l.contains(" | err-"))
+    {
+        let (host, text) = line.trim_start().split_once(" | ").unwrap();
+        assert!(
+            text.contains(&format!("-{host}-")),
+            "{line} attributed to {host}"
+        );
+    }
+
+    let out = h.labrun(&["both.rhai", "-v", "--output", "json"]);
+    out.assert_code(0);
+    let outputs: Vec<_> = out
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "output" && e["step"] == "both hosts")
+        .collect();
+    for host in ["a", "b"] {
+        let lines: Vec<&str> = outputs
+            .iter()
+            .filter(|e| e["host"] == host)
+            .map(|e| e["line"].as_str().unwrap())
+            .collect();
+        let mine: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|l| l.starts_with(&format!("from-{host}-")))
+            .collect();
+        assert_eq!(mine.len(), 4, "{host}: {lines:?}");
+        assert!(
+            lines.iter().all(|l| l.contains(&format!("-{host}-"))),
+            "{host} got another host's line: {lines:?}"
+        );
+    }
+}
+
 #[test]
 fn ssh_timed_out_commands_are_stopped_on_the_host() {
     let h = Hosts::new(1);
@@ -247,7 +305,7 @@ print("the secret itself: " + pw);
         out.all()
     );
     // The remote output was streamed with -v, and masked.
-    out.assert_stderr_contains("    | ********")
+    out.assert_stderr_contains("    a | ********")
         .assert_stderr_contains("the secret itself: ********")
         .assert_stderr_contains("ps-gate");
 }
