@@ -292,5 +292,16 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
     .set_into_module(&mut m, move |nctx: NativeCallContext, spec: Map| {
         at_call(&nctx, || connect(&c, spec))
     });
+    func(
+        "native_password_hash",
+        &["password: string", "String"],
+        "The `mysql_native_password` hash of `password` (`*` and 40 hex digits, as
+        `mysql.user` stores it), computed by labrun so that the password itself never
+        appears in SQL: servers show statements in their process list and logs.",
+    )
+    .with_namespace(FnNamespace::Internal)
+    .set_into_module(&mut m, |password: &str| {
+        crate::mysql::native_password_hash(password)
+    });
     engine.register_static_module("mysql", m.into());
 }

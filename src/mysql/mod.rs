@@ -4,8 +4,10 @@
 
 mod conn;
 mod error;
+mod password;
 mod value;
 
 pub use conn::{ConnectOptions, Db, Flavor, Route, ServerInfo, SqlParams, SqlRow};
 pub use error::MysqlError;
+pub use password::native_password_hash;
 pub use value::{SqlValue, from_column};

@@ -2,6 +2,7 @@
 
 mod authoring;
 mod aws;
+mod grants;
 mod harness;
 mod lab;
 mod local;

@@ -378,6 +378,26 @@ step("grants", || {
     db.close();
 });
 
+// A database name is literal in a grant: `_` is no wildcard; and a grant
+// that smuggles SQL is refused before anything is changed.
+step("wildcards", || {
+    mysqld::create_database(s, "my_db");
+    mysqld::create_database(s, "myXdb");
+    let w = #{ user: "wild", password: pw, host: cli.private_ip,
+               grants: [#{ privileges: ["SELECT"], database: "my_db" }] };
+    mysqld::create_user(s, w);
+    print(`G wild-again=${mysqld::create_user(s, w)}`);
+    let db = mysql::connect(#{ host: srv.private_ip, user: "wild", password: pw, via: c });
+    print(`G wild-dbs=${db.query("SHOW DATABASES").map(|r| r.Database).filter(|d| d.starts_with("my"))}`);
+    db.close();
+    for g in ["SELECT ON shop.*; DROP DATABASE shop", "SELECT,\tDROP ON shop.*", "SELECT ON `shop`.*`x`"] {
+        try { mysqld::create_user(s, #{ user: "evil", password: pw, host: cli.private_ip, grants: [g] }); print("G evil=accepted"); }
+        catch (e) { print(`G evil=refused`); }
+    }
+    print(`G evil-exists=${root_sql.call("SELECT COUNT(*) FROM mysql.user WHERE user = 'evil';")}`);
+    print(`G shop-exists=${root_sql.call("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'shop';")}`);
+});
+
 step("check", || {
     print(`C anonymous=${root_sql.call("SELECT COUNT(*) FROM mysql.user WHERE user = '';")}`);
     print(`C testdb=${root_sql.call("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'test';")}`);
@@ -494,6 +514,11 @@ fn mariadb_lab_converges_is_secured_and_refuses_the_wrong_hosts() {
             format!("[\"GRANT SELECT, INSERT ON `shop`.* TO `report_user`@`{cli_ip}`\"]")
         );
         assert_eq!(report(out, "login"), format!("report_user@{cli_ip}"));
+        assert_eq!(report(out, "wild-again"), "false");
+        assert_eq!(report(out, "wild-dbs"), "[\"my_db\"]", "`_` must not match 'X'");
+        assert!(!out.stderr.contains("G evil=accepted"), "{}", out.stderr);
+        assert_eq!(report(out, "evil-exists"), "0");
+        assert_eq!(report(out, "shop-exists"), "1");
     }
     // Nothing but the checks' own table work changed the second time.
     second.assert_stderr_contains("ok      secure");
