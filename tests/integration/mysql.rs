@@ -390,7 +390,7 @@ step("wildcards", || {
     let db = mysql::connect(#{ host: srv.private_ip, user: "wild", password: pw, via: c });
     print(`G wild-dbs=${db.query("SHOW DATABASES").map(|r| r.Database).filter(|d| d.starts_with("my"))}`);
     db.close();
-    for g in ["SELECT ON shop.*; DROP DATABASE shop", "SELECT,\tDROP ON shop.*", "SELECT ON `shop`.*`x`"] {
+    for g in ["SELECT ON shop.*; DROP DATABASE shop", "SELECT\t;DROP DATABASE shop ON shop.*", "SELECT ON `shop`.*`x`"] {
         try { mysqld::create_user(s, #{ user: "evil", password: pw, host: cli.private_ip, grants: [g] }); print("G evil=accepted"); }
         catch (e) { print(`G evil=refused`); }
     }
@@ -515,7 +515,11 @@ fn mariadb_lab_converges_is_secured_and_refuses_the_wrong_hosts() {
         );
         assert_eq!(report(out, "login"), format!("report_user@{cli_ip}"));
         assert_eq!(report(out, "wild-again"), "false");
-        assert_eq!(report(out, "wild-dbs"), "[\"my_db\"]", "`_` must not match 'X'");
+        assert_eq!(
+            report(out, "wild-dbs"),
+            "[\"my_db\"]",
+            "`_` must not match 'X'"
+        );
         assert!(!out.stderr.contains("G evil=accepted"), "{}", out.stderr);
         assert_eq!(report(out, "evil-exists"), "0");
         assert_eq!(report(out, "shop-exists"), "1");
