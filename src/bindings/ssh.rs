@@ -14,6 +14,7 @@ use super::args::{self, Options};
 use super::{LabContext, at_call, func};
 use crate::engine::{RhaiResult, script_error};
 use crate::providers::Instance;
+use crate::ssh::exec::DEFAULT_COMMAND_TIMEOUT;
 use crate::ssh::files::FileOptions;
 use crate::ssh::session::DEFAULT_CONNECT_TIMEOUT;
 use crate::ssh::system::AptOptions;
@@ -122,7 +123,7 @@ fn run_options(ctx: &LabContext, function: &str, m: &Map) -> RhaiResult<RunOptio
         sudo: o.flag("sudo")?.unwrap_or(false),
         check: o.flag("check")?.unwrap_or(true),
         stdin: o.string("stdin")?.map(String::into_bytes),
-        timeout: o.seconds("timeout")?,
+        timeout: o.seconds("timeout")?.unwrap_or(DEFAULT_COMMAND_TIMEOUT),
         ..Default::default()
     };
     if let Some(v) = o.get("env") {
@@ -151,6 +152,11 @@ fn run(ctx: &LabContext, s: &Session, cmd: &str, o: RunOptions) -> RhaiResult<Ma
     let out = ctx
         .block_on(s.run(cmd, &o, &mut |_, line| reporter.output(line)))
         .map_err(|e| fail(function, e))?;
+    if let Some(note) = out.omitted_note() {
+        ctx.reporter.warn(&format!(
+            "{function}: `{cmd}` printed more than labrun keeps: {note}"
+        ));
+    }
     let mut m = Map::new();
     m.insert("stdout".into(), out.stdout.into());
     m.insert("stderr".into(), out.stderr.into());
@@ -326,7 +332,10 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
         &["this: Session", "cmd: string", "Map"],
         "Runs a shell command as the login user; returns `#{stdout, stderr, code}`.
         A non-zero exit throws an error with the command, the code and the end of
-        stderr. Output lines show on the step's live line (and in the log with `-v`).",
+        stderr. Output lines show on the step's live line (and in the log with `-v`).
+        The command is stopped after 30 minutes. Of output beyond 8 MiB per stream,
+        the first and last 4 MiB are kept, with a line saying what was left out (and
+        a warning).",
         move |s: &mut Session, cmd: &str| run(&c, s, cmd, run_options(&c, "ssh.run", &Map::new())?)
     );
     let c = ctx.clone();
@@ -336,8 +345,9 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
         "`run` with options `#{sudo, check, stdin, env, timeout}`: `sudo: true` runs as
         root; `check: false` returns a non-zero `code` instead of throwing; `stdin` is
         text for the command's input; `env` is a map of environment variables;
-        `timeout` is in seconds. `stdin` and `env` never appear on the remote command
-        line (pass secrets this way, not inside `cmd`).",
+        `timeout` is in seconds (default 1800, as for every remote command). `stdin`
+        and `env` never appear on the remote command line (pass secrets this way, not
+        inside `cmd`).",
         move |s: &mut Session, cmd: &str, o: Map| run(&c, s, cmd, run_options(&c, "ssh.run", &o)?)
     );
     let c = ctx.clone();
@@ -605,4 +615,46 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
         },
     );
     engine.register_static_module("ssh", m.into());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_get_the_default_timeout_unless_given_one() {
+        assert_eq!(DEFAULT_COMMAND_TIMEOUT, Duration::from_secs(1800));
+        // What files, facts and services run with.
+        assert_eq!(RunOptions::default().timeout, DEFAULT_COMMAND_TIMEOUT);
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let ctx = LabContext::offline(rt.handle().clone(), std::path::Path::new("t.rhai"));
+        let o = run_options(&ctx, "ssh.run", &Map::new()).unwrap();
+        assert_eq!(o.timeout, DEFAULT_COMMAND_TIMEOUT);
+        let mut m = Map::new();
+        m.insert("timeout".into(), Dynamic::from(2.5_f64));
+        let o = run_options(&ctx, "ssh.run", &m).unwrap();
+        assert_eq!(o.timeout, Duration::from_millis(2500));
+    }
+
+    #[test]
+    fn a_timeout_says_whether_it_was_the_default() {
+        let e = |after, default| {
+            SshError::Timeout {
+                target: "ubuntu@h:22".into(),
+                command: "sleep 9".into(),
+                after,
+                default,
+            }
+            .to_string()
+        };
+        assert_eq!(
+            e(Duration::from_millis(500), false),
+            "`sleep 9` on ubuntu@h:22 timed out after 0.5s"
+        );
+        assert!(
+            e(DEFAULT_COMMAND_TIMEOUT, true).ends_with(
+                "timed out after 1800s (the default limit for a command; give `timeout` in seconds to allow longer)"
+            )
+        );
+    }
 }
