@@ -543,7 +543,9 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
         &["this: Session", "host: string", "port: i64", "i64"],
         "A port on 127.0.0.1 tunnelled through this session to `host:port` as the
         remote host reaches it (like `ssh -L`). Lives as long as the run; the same
-        `host:port` gives the same local port.",
+        `host:port` gives the same local port. It carries labrun's own connections
+        only (`ssh::connect`, `mysql::connect` to it); another process connecting to
+        it is closed.",
         move |s: &mut Session, host: &str, port: i64| -> RhaiResult<i64> {
             c.check_cancel()?;
             let port = args::port("ssh.forward", "port", &Dynamic::from(port))?;
@@ -603,7 +605,9 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
         "A session to any host: `#{host, port, user, key_file | password, timeout}`.
         `port` defaults to 22, `user` to `ubuntu`, `key_file` (`~/` allowed) to the
         lab's key, `timeout`
-        to 180 s. The host key is pinned under \"host:port\".",
+        to 180 s. The host key is pinned under \"host:port\" before any password is
+        sent, and a changed key is refused before it. Sessions are shared only under
+        the same credentials.",
     )
     .set_into_module(
         &mut m,
