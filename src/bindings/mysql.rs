@@ -18,7 +18,14 @@ use crate::mysql::{ConnectOptions, Db, MysqlError, Route, SqlParams, SqlRow, Sql
 use crate::ssh::Session;
 
 const CONNECT_KEYS: &[&str] = &[
-    "host", "port", "user", "password", "database", "via", "timeout",
+    "host",
+    "port",
+    "user",
+    "password",
+    "database",
+    "via",
+    "timeout",
+    "query_timeout",
 ];
 
 /// A mysql failure as a playbook error `#{message, code, state}`.
@@ -37,7 +44,7 @@ fn mysql_error(function: &str, e: MysqlError) -> Box<EvalAltResult> {
     Box::new(EvalAltResult::ErrorRuntime(m.into(), rhai::Position::NONE))
 }
 
-fn options(map: &Map) -> RhaiResult<ConnectOptions> {
+fn options(ctx: &LabContext, map: &Map) -> RhaiResult<ConnectOptions> {
     let o = Options::new("mysql::connect", map, CONNECT_KEYS, &["host", "user"])?;
     let mut c = ConnectOptions::new(
         o.string("host")?.unwrap_or_default(),
@@ -54,6 +61,10 @@ fn options(map: &Map) -> RhaiResult<ConnectOptions> {
     if let Some(t) = o.seconds("timeout")? {
         c.connect_timeout = t;
     }
+    if let Some(t) = o.seconds("query_timeout")? {
+        c.query_timeout = t;
+    }
+    c.cancel = Some(ctx.cancel.clone());
     Ok(c)
 }
 
@@ -175,7 +186,7 @@ fn server_map(db: &Db) -> Map {
 
 fn connect(ctx: &LabContext, spec: Map) -> RhaiResult<Db> {
     const F: &str = "mysql::connect";
-    let opts = options(&spec)?;
+    let opts = options(ctx, &spec)?;
     // A password the playbook gives is a secret like `secret()`'s.
     if let Some(pw) = &opts.password {
         ctx.reporter.redactor().add(pw);
@@ -282,8 +293,10 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
     func(
         "connect",
         &["options: Map", "Db"],
-        "Connects over TCP to `#{host, port, user, password, database, via, timeout}`
-        (`port` 3306, `timeout` 30 s for connecting). With `via: session` the
+        "Connects over TCP to `#{host, port, user, password, database, via, timeout,
+        query_timeout}` (`port` 3306, `timeout` 30 s for connecting, `query_timeout` 600 s
+        for each statement: one that takes longer, or is interrupted by Ctrl-C, is
+        stopped on the server with KILL QUERY and throws). With `via: session` the
         connection is tunnelled through that SSH session, so the server sees it come
         from that host. Throws `#{message, code, state}`: `code` is the server's error
         (1045 access denied, 1130 host not allowed, 1049 unknown database) or `()`.",

@@ -14,6 +14,7 @@ use super::args::{self, Options};
 use super::{LabContext, at_call, func};
 use crate::engine::{RhaiResult, script_error};
 use crate::providers::Instance;
+use crate::ssh::exec::DEFAULT_COMMAND_TIMEOUT;
 use crate::ssh::files::FileOptions;
 use crate::ssh::session::DEFAULT_CONNECT_TIMEOUT;
 use crate::ssh::system::AptOptions;
@@ -127,7 +128,7 @@ fn run_options(ctx: &LabContext, function: &str, m: &Map) -> RhaiResult<RunOptio
         sudo: o.flag("sudo")?.unwrap_or(false),
         check: o.flag("check")?.unwrap_or(true),
         stdin: o.string("stdin")?.map(String::into_bytes),
-        timeout: o.seconds("timeout")?,
+        timeout: o.seconds("timeout")?.unwrap_or(DEFAULT_COMMAND_TIMEOUT),
         ..Default::default()
     };
     if let Some(v) = o.get("env") {
@@ -157,6 +158,11 @@ fn run(ctx: &LabContext, s: &Session, cmd: &str, o: RunOptions) -> RhaiResult<Ma
     let out = ctx
         .block_on(s.run(cmd, &o, &mut |_, line| reporter.host_output(host, line)))
         .map_err(|e| fail(function, e))?;
+    if let Some(note) = out.omitted_note() {
+        ctx.reporter.warn(&format!(
+            "{function}: `{cmd}` printed more than labrun keeps: {note}"
+        ));
+    }
     let mut m = Map::new();
     m.insert("stdout".into(), out.stdout.into());
     m.insert("stderr".into(), out.stderr.into());
@@ -335,7 +341,10 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
         &["this: Session", "cmd: string", "Map"],
         "Runs a shell command as the login user; returns `#{stdout, stderr, code}`.
         A non-zero exit throws an error with the command, the code and the end of
-        stderr. Output lines show on the step's live line (and in the log with `-v`).",
+        stderr. Output lines show on the step's live line (and in the log with `-v`).
+        The command is stopped after 30 minutes. Of output beyond 8 MiB per stream,
+        the first and last 4 MiB are kept, with a line saying what was left out (and
+        a warning).",
         move |s: &mut Session, cmd: &str| run(&c, s, cmd, run_options(&c, "ssh.run", &Map::new())?)
     );
     let c = ctx.clone();
@@ -345,8 +354,9 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
         "`run` with options `#{sudo, check, stdin, env, timeout}`: `sudo: true` runs as
         root; `check: false` returns a non-zero `code` instead of throwing; `stdin` is
         text for the command's input; `env` is a map of environment variables;
-        `timeout` is in seconds. `stdin` and `env` never appear on the remote command
-        line (pass secrets this way, not inside `cmd`).",
+        `timeout` is in seconds (default 1800, as for every remote command). `stdin`
+        and `env` never appear on the remote command line (pass secrets this way, not
+        inside `cmd`).",
         move |s: &mut Session, cmd: &str, o: Map| run(&c, s, cmd, run_options(&c, "ssh.run", &o)?)
     );
     let c = ctx.clone();
@@ -543,7 +553,9 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
         &["this: Session", "host: string", "port: i64", "i64"],
         "A port on 127.0.0.1 tunnelled through this session to `host:port` as the
         remote host reaches it (like `ssh -L`). Lives as long as the run; the same
-        `host:port` gives the same local port.",
+        `host:port` gives the same local port. It carries labrun's own connections
+        only (`ssh::connect`, `mysql::connect` to it); another process connecting to
+        it is closed.",
         move |s: &mut Session, host: &str, port: i64| -> RhaiResult<i64> {
             c.check_cancel()?;
             let port = args::port("ssh.forward", "port", &Dynamic::from(port))?;
@@ -603,7 +615,9 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
         "A session to any host: `#{host, port, user, key_file | password, timeout}`.
         `port` defaults to 22, `user` to `ubuntu`, `key_file` (`~/` allowed) to the
         lab's key, `timeout`
-        to 180 s. The host key is pinned under \"host:port\".",
+        to 180 s. The host key is pinned under \"host:port\" before any password is
+        sent, and a changed key is refused before it. Sessions are shared only under
+        the same credentials.",
     )
     .set_into_module(
         &mut m,
@@ -615,4 +629,46 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
         },
     );
     engine.register_static_module("ssh", m.into());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_get_the_default_timeout_unless_given_one() {
+        assert_eq!(DEFAULT_COMMAND_TIMEOUT, Duration::from_secs(1800));
+        // What files, facts and services run with.
+        assert_eq!(RunOptions::default().timeout, DEFAULT_COMMAND_TIMEOUT);
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let ctx = LabContext::offline(rt.handle().clone(), std::path::Path::new("t.rhai"));
+        let o = run_options(&ctx, "ssh.run", &Map::new()).unwrap();
+        assert_eq!(o.timeout, DEFAULT_COMMAND_TIMEOUT);
+        let mut m = Map::new();
+        m.insert("timeout".into(), Dynamic::from(2.5_f64));
+        let o = run_options(&ctx, "ssh.run", &m).unwrap();
+        assert_eq!(o.timeout, Duration::from_millis(2500));
+    }
+
+    #[test]
+    fn a_timeout_says_whether_it_was_the_default() {
+        let e = |after, default| {
+            SshError::Timeout {
+                target: "ubuntu@h:22".into(),
+                command: "sleep 9".into(),
+                after,
+                default,
+            }
+            .to_string()
+        };
+        assert_eq!(
+            e(Duration::from_millis(500), false),
+            "`sleep 9` on ubuntu@h:22 timed out after 0.5s"
+        );
+        assert!(
+            e(DEFAULT_COMMAND_TIMEOUT, true).ends_with(
+                "timed out after 1800s (the default limit for a command; give `timeout` in seconds to allow longer)"
+            )
+        );
+    }
 }

@@ -19,6 +19,17 @@ pub enum MysqlError {
     /// The server did not answer within the time allowed.
     #[error("{addr} did not answer within {secs} s")]
     Timeout { addr: String, secs: u64 },
+    /// A statement outlived the connection's `query_timeout`; `aftermath`
+    /// says whether it was stopped on the server and the connection kept.
+    #[error("the statement did not finish within {}s on {addr} (mysql::connect's `query_timeout`){aftermath}", after.as_secs_f64())]
+    QueryTimeout {
+        addr: String,
+        after: std::time::Duration,
+        aftermath: String,
+    },
+    /// Ctrl-C while connecting or while a statement ran.
+    #[error("interrupted{aftermath}")]
+    Interrupted { aftermath: String },
     /// The connection was closed by `close()` or broke earlier.
     #[error("the connection to {addr} is closed")]
     Closed { addr: String },

@@ -1,5 +1,7 @@
 //! Running one command: a new channel on the session's connection, stdin
-//! written while output is read, output streamed line by line.
+//! written while output is read, output streamed line by line. Every
+//! command has a time limit ([`DEFAULT_COMMAND_TIMEOUT`] unless the caller
+//! gives one), and what is kept of its output is capped (see [`super::capture`]).
 //!
 //! `env` values never reach a command line: when a command has `env`, the
 //! command line starts with a fixed prelude that reads `N` (a line count)
@@ -15,7 +17,21 @@ use std::time::{Duration, Instant};
 
 use russh::{ChannelMsg, Sig};
 
+use super::capture::{Capture, Lines};
 use super::{Session, SshError, SshResult, quote};
+
+/// How long a command may run unless the caller says otherwise. Long
+/// enough for the slowest ordinary work, `apt-get install` of a database
+/// server over a slow mirror on a small instance (minutes), including
+/// apt's own wait for a dpkg lock held by cloud-init or unattended-upgrades
+/// (`apt_install` allows its `lock_timeout` on top of this); short enough
+/// that a command stuck on a prompt or a dead mount ends the run within
+/// the half hour rather than never.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// How long labrun waits for the server to take a TERM signal or a channel
+/// close (a frozen connection must not hold up the error that ends it).
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How to run a command.
 #[derive(Clone, Debug)]
@@ -29,7 +45,7 @@ pub struct RunOptions {
     /// Environment variables, delivered through stdin (never argv).
     pub env: Vec<(String, String)>,
     /// Give up (and signal the command) after this long.
-    pub timeout: Option<Duration>,
+    pub timeout: Duration,
     /// Set by Ctrl-C: stop waiting and signal the command.
     pub cancel: Option<Arc<AtomicBool>>,
 }
@@ -41,7 +57,7 @@ impl Default for RunOptions {
             check: true,
             stdin: None,
             env: Vec::new(),
-            timeout: None,
+            timeout: DEFAULT_COMMAND_TIMEOUT,
             cancel: None,
         }
     }
@@ -59,12 +75,16 @@ impl RunOptions {
 /// What a command produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Output {
+    /// The whole of stdout, or its head and tail around a line saying what
+    /// was left out (see [`super::capture`]).
     pub stdout: String,
     pub stderr: String,
     /// The exit code, or -1 if a signal ended the command.
     pub code: i64,
     /// The signal that ended the command, if one did.
     pub signal: Option<String>,
+    /// Bytes of stdout and of stderr left out of `stdout` and `stderr`.
+    pub omitted: (u64, u64),
 }
 
 impl Output {
@@ -81,6 +101,23 @@ impl Output {
         };
         let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
         all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// What was left out of the output, for a warning: `None` if nothing.
+    pub fn omitted_note(&self) -> Option<String> {
+        let parts: Vec<String> = [("stdout", self.omitted.0), ("stderr", self.omitted.1)]
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(name, n)| format!("{} of {name}", super::capture::size(*n)))
+            .collect();
+        (!parts.is_empty()).then(|| {
+            format!(
+                "{} left out of the result (it keeps the first {} and the last {} of each stream)",
+                parts.join(" and "),
+                super::capture::size(super::capture::HEAD_BYTES as u64),
+                super::capture::size(super::capture::TAIL_BYTES as u64)
+            )
+        })
     }
 
     fn status(&self) -> String {
@@ -150,34 +187,6 @@ pub fn remote_command(command: &str, options: &RunOptions) -> SshResult<(String,
     Ok((line, header))
 }
 
-/// Splits a byte stream into lines (on `\n` or `\r`) for the live display.
-#[derive(Default)]
-struct Lines {
-    partial: Vec<u8>,
-}
-
-impl Lines {
-    fn feed(&mut self, data: &[u8], mut emit: impl FnMut(&str)) {
-        for &b in data {
-            if b == b'\n' || b == b'\r' {
-                if !self.partial.is_empty() {
-                    emit(&String::from_utf8_lossy(&self.partial));
-                    self.partial.clear();
-                }
-            } else {
-                self.partial.push(b);
-            }
-        }
-    }
-
-    fn finish(&mut self, mut emit: impl FnMut(&str)) {
-        if !self.partial.is_empty() {
-            emit(&String::from_utf8_lossy(&self.partial));
-            self.partial.clear();
-        }
-    }
-}
-
 impl Session {
     /// Runs `command` (a shell command line), streaming each output line to
     /// `sink` as it arrives. With `check`, a non-zero exit is an error that
@@ -189,18 +198,60 @@ impl Session {
         sink: &mut (dyn FnMut(Stream, &str) + Send),
     ) -> SshResult<Output> {
         let (line, header) = remote_command(command, options)?;
+        let started = Instant::now();
+        let deadline = started + options.timeout;
+        let cancelled = || {
+            options
+                .cancel
+                .as_ref()
+                .is_some_and(|c| c.load(Ordering::SeqCst))
+        };
+        let stopped = |cancelled: bool| {
+            if cancelled {
+                SshError::Interrupted
+            } else {
+                SshError::Timeout {
+                    target: self.address(),
+                    command: command.to_string(),
+                    after: options.timeout,
+                    default: options.timeout == DEFAULT_COMMAND_TIMEOUT,
+                }
+            }
+        };
         let lost = |e: russh::Error| SshError::Connection {
             target: self.address(),
             message: format!("connection lost ({e})"),
         };
-        let channel = self
-            .inner
-            .handle
-            .channel_open_session()
-            .await
-            .map_err(lost)?;
-        let (mut read, write) = channel.split();
-        write.exec(true, line.into_bytes()).await.map_err(lost)?;
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+        // Opening the channel waits for the server: bounded like the rest.
+        let open = async {
+            let channel = self
+                .inner
+                .handle
+                .channel_open_session()
+                .await
+                .map_err(lost)?;
+            let (read, write) = channel.split();
+            write.exec(true, line.into_bytes()).await.map_err(lost)?;
+            Ok::<_, SshError>((read, write))
+        };
+        tokio::pin!(open);
+        let (mut read, write) = loop {
+            tokio::select! {
+                r = &mut open => match r {
+                    Ok(halves) => break halves,
+                    Err(e) => return Err(self.explain_lost(e).await),
+                },
+                _ = tick.tick() => {
+                    let c = cancelled();
+                    if c || Instant::now() >= deadline {
+                        return Err(stopped(c));
+                    }
+                }
+            }
+        };
 
         let mut input = header;
         if let Some(stdin) = &options.stdin {
@@ -217,13 +268,7 @@ impl Session {
         tokio::pin!(writer);
         let mut writer_done = false;
 
-        let started = Instant::now();
-        let deadline = options.timeout.map(|t| started + t);
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let watch = options.cancel.is_some() || deadline.is_some();
-
-        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let (mut stdout, mut stderr) = (Capture::default(), Capture::default());
         let (mut out_lines, mut err_lines) = (Lines::default(), Lines::default());
         let mut code: Option<i64> = None;
         let mut signal: Option<String> = None;
@@ -246,11 +291,11 @@ impl Session {
                 }
                 msg = read.wait() => match msg {
                     Some(ChannelMsg::Data { data }) => {
-                        stdout.extend_from_slice(&data);
+                        stdout.push(&data);
                         out_lines.feed(&data, |l| sink(Stream::Stdout, l));
                     }
                     Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
-                        stderr.extend_from_slice(&data);
+                        stderr.push(&data);
                         err_lines.feed(&data, |l| sink(Stream::Stderr, l));
                     }
                     Some(ChannelMsg::ExitStatus { exit_status }) => {
@@ -272,24 +317,20 @@ impl Session {
                 _ = quiet => {
                     // Exited, but something it started still holds the
                     // output open: the command's own work is done.
-                    let _ = write.close().await;
+                    let _ = tokio::time::timeout(STOP_TIMEOUT, write.close()).await;
                     break;
                 }
-                _ = tick.tick(), if watch => {
-                    let cancelled = options.cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst));
-                    let late = deadline.is_some_and(|d| Instant::now() >= d);
-                    if cancelled || late {
-                        let _ = write.signal(Sig::TERM).await;
-                        let _ = write.close().await;
-                        stop = Some(if cancelled {
-                            SshError::Interrupted
-                        } else {
-                            SshError::Timeout {
-                                target: self.address(),
-                                command: command.to_string(),
-                                after: options.timeout.unwrap_or_default(),
-                            }
-                        });
+                _ = tick.tick() => {
+                    let c = cancelled();
+                    if c || Instant::now() >= deadline {
+                        // Bounded: on a frozen connection these wait for
+                        // room that never comes.
+                        let _ = tokio::time::timeout(STOP_TIMEOUT, async {
+                            let _ = write.signal(Sig::TERM).await;
+                            let _ = write.close().await;
+                        })
+                        .await;
+                        stop = Some(stopped(c));
                         break;
                     }
                 }
@@ -307,20 +348,28 @@ impl Session {
             });
         }
         let Some(code) = code else {
+            let message = if self.is_closed() {
+                let why = self
+                    .closed_reason()
+                    .await
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default();
+                format!("connection lost while running `{command}`{why}")
+            } else {
+                format!("`{command}` ended without an exit status")
+            };
             return Err(SshError::Connection {
                 target: self.address(),
-                message: if self.is_closed() {
-                    format!("connection lost while running `{command}`")
-                } else {
-                    format!("`{command}` ended without an exit status")
-                },
+                message,
             });
         };
+        let (stdout, stderr) = (stdout.finish(), stderr.finish());
         let output = Output {
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            stdout: stdout.text,
+            stderr: stderr.text,
             code,
             signal,
+            omitted: (stdout.omitted, stderr.omitted),
         };
         if options.check && !output.success() {
             return Err(SshError::CommandFailed {
@@ -331,6 +380,20 @@ impl Session {
             });
         }
         Ok(output)
+    }
+
+    /// A connection error, with why the connection ended when it has.
+    async fn explain_lost(&self, e: SshError) -> SshError {
+        match e {
+            SshError::Connection { target, message } if self.is_closed() => {
+                let message = match self.closed_reason().await {
+                    Some(why) => format!("{message}: {why}"),
+                    None => message,
+                };
+                SshError::Connection { target, message }
+            }
+            other => other,
+        }
     }
 
     /// [`Session::run`] without streaming.
@@ -418,23 +481,13 @@ mod tests {
     }
 
     #[test]
-    fn lines_split_on_newlines_and_carriage_returns() {
-        let mut l = Lines::default();
-        let mut seen = Vec::new();
-        l.feed(b"a\nb", |s| seen.push(s.to_string()));
-        l.feed(b"c\r50%\r\n", |s| seen.push(s.to_string()));
-        l.feed(b"tail", |s| seen.push(s.to_string()));
-        l.finish(|s| seen.push(s.to_string()));
-        assert_eq!(seen, ["a", "bc", "50%", "tail"]);
-    }
-
-    #[test]
     fn tail_prefers_stderr() {
         let o = Output {
             stdout: "out\n".into(),
             stderr: "1\n2\n3\n".into(),
             code: 1,
             signal: None,
+            omitted: (0, 0),
         };
         assert_eq!(o.tail(2), "2\n3");
         let o = Output {

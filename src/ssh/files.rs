@@ -171,6 +171,16 @@ impl Session {
             .run(&format!("cat -- {}", quote(path)), &run, &mut |_, _| {})
             .await
             .map_err(|e| super::system::rename(e, &format!("read {path}")))?;
+        if out.omitted.0 > 0 {
+            // Half a file is not the file: refuse rather than return it.
+            return Err(SshError::Invalid(format!(
+                "{path} is larger than labrun keeps of a command's output ({} at most); \
+                 read the part you need with `run` (e.g. `tail -n 100 {path}`)",
+                super::capture::size(
+                    (super::capture::HEAD_BYTES + super::capture::TAIL_BYTES) as u64
+                )
+            )));
+        }
         Ok(out.stdout)
     }
 

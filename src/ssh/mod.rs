@@ -14,6 +14,7 @@
 //! channel, and `env` values are sent inside the stdin stream and read by a
 //! small shell prelude (see [`exec`]) before the command runs.
 
+pub mod capture;
 pub mod exec;
 pub mod files;
 pub mod forward;
@@ -114,11 +115,14 @@ pub enum SshError {
         status: String,
         tail: String,
     },
-    #[error("`{command}` on {target} timed out after {}s", after.as_secs_f64())]
+    #[error("`{command}` on {target} timed out after {}s{}", after.as_secs_f64(),
+        if *default { " (the default limit for a command; give `timeout` in seconds to allow longer)" } else { "" })]
     Timeout {
         target: String,
         command: String,
         after: Duration,
+        /// The limit was the default, not one the caller gave.
+        default: bool,
     },
     #[error("interrupted")]
     Interrupted,

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use russh::client::{Config, Handle, Handler};
+use russh::client::{Config, DisconnectReason, Handle, Handler};
 use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
 
 use super::{Auth, SshError, SshResult, Target};
@@ -79,6 +79,15 @@ const TCP_TIMEOUT: Duration = Duration::from_secs(5);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 const AUTH_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A keepalive goes out after this long without a word from the server.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// Keepalives unanswered before the connection counts as dead: a stopped or
+/// frozen sshd, or a host gone from the network, ends every command on it
+/// with an error after about `(KEEPALIVE_MAX + 1) * KEEPALIVE_INTERVAL`
+/// (40 s) instead of waiting for its timeout. A live sshd answers
+/// keepalives at once however busy its commands are.
+const KEEPALIVE_MAX: usize = 3;
+
 /// russh's client configuration, tuned for many short commands on one
 /// connection: no Nagle (each request is one small packet that must leave at
 /// once), large windows for file transfers, keepalives to notice a dead host.
@@ -88,17 +97,23 @@ pub fn client_config() -> Config {
         window_size: 8 * 1024 * 1024,
         maximum_packet_size: 32768,
         channel_buffer_size: 256,
-        keepalive_interval: Some(Duration::from_secs(15)),
-        keepalive_max: 4,
+        keepalive_interval: Some(KEEPALIVE_INTERVAL),
+        keepalive_max: KEEPALIVE_MAX,
         inactivity_timeout: None,
         ..Default::default()
     }
 }
 
-/// russh's callbacks: records the server's key and checks it against the pin.
+/// Why a connection ended, once it has (set by russh's `disconnected`).
+pub(crate) type ClosedReason = Arc<Mutex<Option<String>>>;
+
+/// russh's callbacks: records the server's key and checks it against the
+/// pin (during key exchange, so a mismatch ends the connection before any
+/// authentication is sent), and records why the connection ended.
 pub(crate) struct Client {
     pinned: Option<PublicKey>,
     seen: Arc<Mutex<Option<PublicKey>>>,
+    closed: ClosedReason,
 }
 
 impl Handler for Client {
@@ -110,6 +125,38 @@ impl Handler for Client {
             None => true,
             Some(p) => p.key_data() == key.key_data(),
         })
+    }
+
+    async fn disconnected(
+        &mut self,
+        reason: DisconnectReason<Self::Error>,
+    ) -> Result<(), Self::Error> {
+        *self.closed.lock().expect("closed reason lock") = Some(closed_reason(&reason));
+        match reason {
+            DisconnectReason::ReceivedDisconnect(_) => Ok(()),
+            DisconnectReason::Error(e) => Err(e),
+        }
+    }
+}
+
+/// Why the connection ended, in words for an error message.
+fn closed_reason(reason: &DisconnectReason<russh::Error>) -> String {
+    match reason {
+        DisconnectReason::ReceivedDisconnect(info) if info.message.trim().is_empty() => {
+            "the server closed the connection".into()
+        }
+        DisconnectReason::ReceivedDisconnect(info) => {
+            format!("the server closed the connection: {}", info.message.trim())
+        }
+        DisconnectReason::Error(russh::Error::KeepaliveTimeout) => format!(
+            "sshd stopped answering: {KEEPALIVE_MAX} keepalives {}s apart got no reply",
+            KEEPALIVE_INTERVAL.as_secs()
+        ),
+        DisconnectReason::Error(russh::Error::IO(e)) => io_message(e),
+        DisconnectReason::Error(russh::Error::Disconnect | russh::Error::HUP) => {
+            "the connection was closed".into()
+        }
+        DisconnectReason::Error(e) => e.to_string(),
     }
 }
 
@@ -125,6 +172,8 @@ pub(crate) struct Inner {
     pub(crate) target: Target,
     pub(crate) fingerprint: String,
     pub(crate) host_key: PublicKey,
+    /// Why the connection ended, once it has.
+    pub(crate) closed: ClosedReason,
     /// Local port tunnels by (host, port): local port and accept loop.
     pub(crate) forwards: Mutex<HashMap<(String, u16), (u16, tokio::task::AbortHandle)>>,
 }
@@ -212,14 +261,20 @@ impl Session {
         let deadline = started + options.timeout;
         let mut delay = Duration::from_millis(100);
         let mut last_report: Option<Instant> = None;
-        let (mut handle, seen) = loop {
+        let (mut handle, seen, closed) = loop {
             if options.cancel.is_some_and(|c| c.load(Ordering::SeqCst)) {
                 return Err(SshError::Interrupted);
             }
             let seen = Arc::new(Mutex::new(None));
+            let closed = ClosedReason::default();
+            let handler = Client {
+                pinned: pinned.clone(),
+                seen: seen.clone(),
+                closed: closed.clone(),
+            };
             let remaining = deadline.saturating_duration_since(Instant::now());
-            match attempt(&config, target, pinned.clone(), seen.clone(), remaining).await {
-                Ok(handle) => break (handle, seen),
+            match attempt(&config, target, handler, remaining).await {
+                Ok(handle) => break (handle, seen, closed),
                 Err(Attempt::HostKeyChanged) => {
                     let seen = seen.lock().expect("seen key lock").clone();
                     return Err(key_changed(target, keys, pinned.as_ref(), seen.as_ref()));
@@ -265,46 +320,78 @@ impl Session {
                     target: target.address(),
                     message: "the server presented no host key".into(),
                 })?;
+        // The key was checked against a pin during the key exchange; a host
+        // seen for the first time is pinned now, before any credential (a
+        // password above all) goes to it.
+        if pinned.is_none() {
+            check_or_pin(target, keys, &server_key)?;
+        }
         authenticate(&mut handle, target, key).await?;
-        let session = Session {
+        Ok(Session {
             inner: Arc::new(Inner {
                 handle: Arc::new(handle),
                 target: target.clone(),
                 fingerprint: fingerprint(&server_key),
                 host_key: server_key,
+                closed,
                 forwards: Mutex::new(HashMap::new()),
             }),
-        };
-        if pinned.is_none() {
-            session.check_pin(target, keys)?;
-        }
-        Ok(session)
+        })
     }
 
     /// Checks this session's host key against the pin `target` is known by
     /// (an open session reached under another name: an instance and its
     /// `host:port`), pinning it there if there is none yet.
     pub fn check_pin(&self, target: &Target, keys: &dyn HostKeys) -> SshResult<()> {
-        let key = &self.inner.host_key;
-        match keys.pinned(&target.pin_id) {
-            Some(line) => match PublicKey::from_openssh(&line) {
-                Ok(p) if p.key_data() == key.key_data() => Ok(()),
-                Ok(p) => Err(key_changed(target, keys, Some(&p), Some(key))),
-                Err(e) => Err(SshError::Invalid(format!(
-                    "the pinned host key of {} in {} is unreadable ({e}); remove it to pin again",
-                    target.pin_id,
-                    keys.location()
-                ))),
-            },
-            None => {
-                let line = PublicKey::new(key.key_data().clone(), "")
-                    .to_openssh()
-                    .map_err(|e| SshError::Invalid(format!("host key: {e}")))?;
-                keys.pin(&target.pin_id, &line)
-                    .map_err(|e| SshError::Invalid(format!("cannot pin the host key: {e}")))
-            }
-        }
+        check_or_pin(target, keys, &self.inner.host_key)
     }
+
+    /// Why the connection ended, if it has (sshd stopped answering, the
+    /// server closed it, ...).
+    pub(crate) async fn closed_reason(&self) -> Option<String> {
+        // russh reports the reason just after it closes the channels.
+        for _ in 0..20 {
+            if let Some(r) = self
+                .inner
+                .closed
+                .lock()
+                .expect("closed reason lock")
+                .clone()
+            {
+                return Some(r);
+            }
+            if !self.is_closed() {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        None
+    }
+}
+
+/// Checks `key` against the pin of `target`, or pins it if there is none.
+fn check_or_pin(target: &Target, keys: &dyn HostKeys, key: &PublicKey) -> SshResult<()> {
+    match keys.pinned(&target.pin_id) {
+        Some(line) => match PublicKey::from_openssh(&line) {
+            Ok(p) if p.key_data() == key.key_data() => Ok(()),
+            Ok(p) => Err(key_changed(target, keys, Some(&p), Some(key))),
+            Err(e) => Err(SshError::Invalid(format!(
+                "the pinned host key of {} in {} is unreadable ({e}); remove it to pin again",
+                target.pin_id,
+                keys.location()
+            ))),
+        },
+        None => pin_key(target, keys, key),
+    }
+}
+
+/// Pins `key` as the host key of `target`.
+fn pin_key(target: &Target, keys: &dyn HostKeys, key: &PublicKey) -> SshResult<()> {
+    let line = PublicKey::new(key.key_data().clone(), "")
+        .to_openssh()
+        .map_err(|e| SshError::Invalid(format!("host key: {e}")))?;
+    keys.pin(&target.pin_id, &line)
+        .map_err(|e| SshError::Invalid(format!("cannot pin the host key: {e}")))
 }
 
 fn key_changed(
@@ -337,8 +424,7 @@ enum Attempt {
 async fn attempt(
     config: &Arc<Config>,
     target: &Target,
-    pinned: Option<PublicKey>,
-    seen: Arc<Mutex<Option<PublicKey>>>,
+    handler: Client,
     remaining: Duration,
 ) -> Result<Handle<Client>, Attempt> {
     let addr = (target.host.as_str(), target.port);
@@ -353,7 +439,6 @@ async fn attempt(
         Ok(Ok(tcp)) => tcp,
     };
     let _ = tcp.set_nodelay(true);
-    let handler = Client { pinned, seen };
     match tokio::time::timeout(
         HANDSHAKE_TIMEOUT.min(remaining.max(Duration::from_secs(1))),
         russh::client::connect_stream(config.clone(), tcp, handler),

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::exec::{Output, RunOptions, Stream, TAIL_LINES};
+use super::exec::{DEFAULT_COMMAND_TIMEOUT, Output, RunOptions, Stream, TAIL_LINES};
 use super::files::changed_marker;
 use super::{Session, SshError, SshResult, quote};
 
@@ -278,15 +278,18 @@ impl Session {
         options: &AptOptions,
         sink: &mut (dyn FnMut(Stream, &str) + Send),
     ) -> Result<Output, (Option<Output>, SshError)> {
-        let run = RunOptions {
-            sudo: true,
-            check: false,
-            cancel: options.cancel.clone(),
-            ..Default::default()
-        };
         let mut waited = false;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
+            // apt-get itself waits for the lock (up to what is left of
+            // `lock_timeout`), then works: both are allowed for.
+            let run = RunOptions {
+                sudo: true,
+                check: false,
+                cancel: options.cancel.clone(),
+                timeout: remaining + DEFAULT_COMMAND_TIMEOUT,
+                ..Default::default()
+            };
             let cmd = format!(
                 "DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=a apt-get -q -y \
                  -o DPkg::Lock::Timeout={} -o Dpkg::Options::=--force-confdef \
@@ -438,6 +441,7 @@ mod tests {
             stderr: "E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 7 (python3)".into(),
             code: 100,
             signal: None,
+            omitted: (0, 0),
         };
         assert!(lock_busy(&out));
         assert!(!index_stale(&out));

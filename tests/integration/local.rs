@@ -443,6 +443,45 @@ fn a_missing_engine_says_how_to_install_it() {
         .assert_stderr_contains("apt-get install docker.io");
 }
 
+/// A stopped or paused dockerd: its socket still takes connections (the
+/// kernel queues them) but nothing answers. labrun gives up with an error
+/// that says so, for a run and for `destroy`, instead of waiting forever.
+#[test]
+fn a_silent_engine_is_a_clear_error_within_a_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("docker.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    // Accepts and holds every connection, reading nothing, answering nothing.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            held.push(conn);
+        }
+    });
+    let host = format!("unix://{}", sock.display());
+    let lab = unique_lab("silent");
+    let t = Test::new()
+        .file("lab.rhai", r#"ec2::launch(#{ name: "x" });"#)
+        .env("DOCKER_HOST", &host);
+    for args in [
+        vec!["lab.rhai", "--lab", &lab],
+        vec!["destroy", "--lab", &lab],
+    ] {
+        let start = Instant::now();
+        let out = t.run_with(&args);
+        let took = start.elapsed();
+        assert_eq!(out.code, 1, "{args:?}: {}", out.all());
+        out.assert_stderr_contains(&format!(
+            "cannot reach the Docker engine at {host}: the engine did not answer within 20 s \
+             (dockerd stopped, paused or hung?)"
+        ));
+        assert!(
+            took >= Duration::from_secs(19) && took < Duration::from_secs(60),
+            "{args:?} took {took:?}"
+        );
+    }
+}
+
 #[test]
 fn the_helper_container_firewall_enforces_the_same_rules() {
     // What runs where nsenter cannot (Docker Desktop, non-root users).

@@ -187,6 +187,116 @@ fn sql_errors_carry_code_and_closed_connections_say_so() {
         .assert_stderr_contains("is closed");
 }
 
+/// A statement stuck behind another session's `LOCK TABLES ... WRITE` (a
+/// metadata lock, which MariaDB would wait for a year) ends at the
+/// connection's `query_timeout`, is stopped on the server, and leaves its
+/// connection usable.
+#[test]
+fn a_statement_behind_a_metadata_lock_times_out_and_is_stopped() {
+    let out = run(&format!(
+        r#"
+        db.exec("CREATE DATABASE IF NOT EXISTS lr_lock");
+        db.exec("CREATE TABLE IF NOT EXISTS lr_lock.t (id INT)");
+        let b = mysql::connect(#{{ host: "127.0.0.1", port: {}, user: "root", password: "{}", query_timeout: 2 }});
+        db.exec("LOCK TABLES lr_lock.t WRITE");
+        let waiting = "SELECT COUNT(*) AS n FROM information_schema.processlist WHERE state LIKE '%metadata lock%' AND info LIKE '%lr_lock.t%'";
+        let r = parallel([
+            || {{
+                let t = timestamp();
+                let m = "returned?!";
+                try {{ b.query("SELECT * FROM lr_lock.t"); }}
+                catch (e) {{ m = `after ${{t.elapsed.to_int()}}s code=${{type_of(e.code)}}: ${{e.message}}`; }}
+                m
+            }},
+            || {{ sleep(1); db.query(waiting)[0].n }}
+        ]);
+        print(`blocked: ${{r[0]}}`);
+        print(`waiting meanwhile=${{r[1]}}`);
+        print(`waiting after=${{db.query(waiting)[0].n}}`);
+        print(`b usable=${{b.query("SELECT 1 AS one")[0].one}}`);
+        db.exec("UNLOCK TABLES");
+        "#,
+        port(),
+        password()
+    ));
+    out.assert_code(0)
+        .assert_stderr_contains("waiting meanwhile=1")
+        .assert_stderr_contains("waiting after=0")
+        .assert_stderr_contains("b usable=1")
+        .assert_stderr_contains(&format!(
+            "code=(): Db.query: the statement did not finish within 2s on 127.0.0.1:{} \
+             (mysql::connect's `query_timeout`); it was stopped on the server (KILL QUERY)",
+            port()
+        ));
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("blocked: after "))
+        .unwrap_or_else(|| panic!("no timeout:\n{}", out.stderr));
+    let secs: u64 = line["blocked: after ".len()..]
+        .split('s')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((2..10).contains(&secs), "{line}");
+}
+
+/// Ctrl-C during a long statement: labrun stops at once (exit 130) and the
+/// statement does not live on on the server.
+#[test]
+fn ctrl_c_stops_a_long_statement_on_the_server() {
+    require_server();
+    let nonce = std::process::id();
+    let connect = format!(
+        r#"let db = mysql::connect(#{{ host: "127.0.0.1", port: {}, user: "root", password: "{}" }});"#,
+        port(),
+        password()
+    );
+    let long = Test::new().playbook(
+        "long.rhai",
+        &format!(
+            "{connect}\nstep(\"long query\", || db.query(\"SELECT SLEEP(600) /* lr-cancel-{nonce} */\"));"
+        ),
+    );
+    let check = Test::new().playbook(
+        "check.rhai",
+        &format!(
+            "{connect}\nprint(`running=${{db.query(\"SELECT COUNT(*) AS n FROM information_schema.processlist \
+             WHERE info LIKE '%lr-cancel-{nonce}%' AND id <> CONNECTION_ID()\")[0].n}}`);"
+        ),
+    );
+    let running = || {
+        let out = check.run();
+        out.assert_code(0);
+        out.stderr.contains("running=1")
+    };
+    let child = long.spawn();
+    let start = std::time::Instant::now();
+    while !running() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "the statement never showed up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let stopped = std::time::Instant::now();
+    let out = crate::harness::finish(child);
+    assert!(
+        stopped.elapsed() < std::time::Duration::from_secs(10),
+        "took {:?}",
+        stopped.elapsed()
+    );
+    out.assert_code(130)
+        .assert_stderr_contains("interrupted during step 'long query'");
+    assert!(!running(), "the statement lives on on the server");
+}
+
 #[test]
 fn unreachable_server_fails_without_a_code() {
     // A port nothing listens on: refused at once, no server code.

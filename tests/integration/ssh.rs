@@ -661,3 +661,272 @@ check::equal(A.run("ss -Htn state established '( sport = :22 )' | wc -l").stdout
     );
     out.assert_code(0);
 }
+
+/// Runs the docker CLI; (success, stdout + stderr).
+fn docker(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker CLI runs");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+impl Hosts {
+    /// The container of instance `i` (`a`, `b`, ...).
+    fn container(&self, i: usize) -> String {
+        format!("labrun-{}.{}", self.lab, NAMES[i].to_lowercase())
+    }
+
+    /// Starts labrun on `body` (after the connecting prelude), plain output
+    /// on a pipe, for a test that acts while it runs.
+    fn spawn(&self, file: &str, body: &str) -> std::process::Child {
+        std::fs::write(
+            self.test.dir().join(file),
+            format!("{}\n{body}", self.prelude(true)),
+        )
+        .unwrap();
+        self.test
+            .command()
+            .args([file, "--lab", &self.lab, "--output", "plain"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
+
+/// A command that prints far more than anyone reads: the result keeps the
+/// head and tail with a line saying what was left out, and a warning says
+/// so; a file too large to return whole is refused, not cut.
+#[test]
+fn ssh_large_output_is_capped_with_a_marker() {
+    let h = Hosts::new(1);
+    let out = h.run(
+        "big.rhai",
+        r#"
+import "check" as check;
+let r = A.run("seq 1 8000000");
+check::that(r.stdout.len() < 9 * 1024 * 1024, `kept ${r.stdout.len()} bytes`);
+check::that(r.stdout.starts_with("1\n2\n3\n"), "the head is kept");
+check::that(r.stdout.ends_with("\n7999999\n8000000\n"), "the tail is kept");
+let at = r.stdout.index_of("\n[labrun: ");
+check::that(at > 0, "a marker line");
+check::equal(r.stdout.index_of("[labrun: ", at + 2), -1, "one marker line");
+print("marker: " + r.stdout.sub_string(at + 1, 300).split("\n")[0]);
+let z = A.run("head -c 50000000 /dev/zero; echo; echo done");
+check::that(z.stdout.len() < 9 * 1024 * 1024, `kept ${z.stdout.len()} bytes of zeros`);
+check::that(z.stdout.ends_with("\ndone\n"), "the tail of a stream without lines");
+A.run("head -c 20000000 /dev/zero > /tmp/big");
+check::equal(A.read_file("/tmp/big", #{sudo: false}).len, 0, "read_file of a big file");
+"#,
+        &[],
+    );
+    out.assert_code(1)
+        .assert_stderr_contains("marker: [labrun: ")
+        .assert_stderr_contains(
+            "MiB of output left out here; a command's result keeps the first 4 MiB and the last 4 MiB of each stream]",
+        )
+        .assert_stderr_contains(
+            "warning: ssh.run: `seq 1 8000000` printed more than labrun keeps: ",
+        )
+        .assert_stderr_contains("warning: ssh.run: `head -c 50000000 /dev/zero; echo; echo done` printed more than labrun keeps")
+        .assert_stderr_contains(
+            "ssh.read_file: /tmp/big is larger than labrun keeps of a command's output (8 MiB at most)",
+        );
+}
+
+/// sshd frozen mid-command (the whole instance paused): the command ends
+/// with an error naming the dead connection within about 40 s of
+/// keepalives, not at its 30-minute timeout; connecting again ends at the
+/// connect timeout, naming the silent handshake.
+#[test]
+fn ssh_a_stopped_sshd_ends_in_a_clear_error() {
+    let h = Hosts::new(1);
+    let container = h.container(0);
+    let mut child = h.spawn(
+        "frozen.rhai",
+        r#"
+print("running");
+let t = timestamp();
+try { A.run("sleep 600"); print("returned?!"); } catch (e) { print(`mid-command after ${t.elapsed.to_int()}s: ${e}`); }
+let t = timestamp();
+try { ssh::connect(XS[0], #{timeout: 5}); print("connected?!"); } catch (e) { print(`connect after ${t.elapsed.to_int()}s: ${e}`); }
+"#,
+    );
+    let mut lines = Vec::new();
+    let mut paused = false;
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line == "running" && !paused {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            let (ok, text) = docker(&["pause", &container]);
+            assert!(ok, "docker pause: {text}");
+            paused = true;
+        }
+        lines.push(line);
+    }
+    let status = child.wait().unwrap();
+    let (ok, text) = docker(&["unpause", &container]);
+    assert!(ok, "docker unpause: {text}");
+    let text = lines.join("\n");
+    assert!(status.success(), "{text}");
+    let mid = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("mid-command after "))
+        .unwrap_or_else(|| panic!("no mid-command error:\n{text}"));
+    let secs: u64 = mid.split('s').next().unwrap().parse().unwrap();
+    assert!((20..120).contains(&secs), "{mid}");
+    assert!(
+        mid.contains(&format!(
+            "ssh.run: ubuntu@127.0.0.1:{}: connection lost while running `sleep 600` \
+             (sshd stopped answering: 3 keepalives 10s apart got no reply)",
+            h.port(0)
+        )),
+        "{mid}"
+    );
+    let connect = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("connect after "))
+        .unwrap_or_else(|| panic!("no connect error:\n{text}"));
+    assert!(
+        connect.contains(&format!(
+            "ssh::connect: sshd at ubuntu@127.0.0.1:{} did not answer within 5s (last: connected, but no SSH handshake",
+            h.port(0)
+        )),
+        "{connect}"
+    );
+}
+
+/// Password logins: a wrong password fails even while a key session to the
+/// same host and user is open; a host seen for the first time is pinned
+/// before the password goes to it; and a host whose key changed never
+/// receives the password (sshd's own log shows the connection, and no
+/// password, where it does show the failed one).
+#[test]
+fn ssh_passwords_never_borrow_a_session_nor_reach_a_changed_host() {
+    const PW: &str = "Lab-pw-7391";
+    let h = Hosts::new(1);
+    let container = h.container(0);
+    let port = h.port(0);
+    let log = || docker(&["logs", &container]).1;
+    let at = format!(r#"host: "127.0.0.1", port: {port}"#);
+
+    let before = log().len();
+    let first = h.run(
+        "wrong.rhai",
+        &format!(
+            r#"
+A.sudo("chpasswd", #{{stdin: "ubuntu:{PW}\n"}});
+A.sudo("sed -i 's/^PasswordAuthentication no/PasswordAuthentication yes/' /etc/ssh/sshd_config.d/labrun.conf \
+        && echo 'LogLevel VERBOSE' >> /etc/ssh/sshd_config.d/labrun.conf && kill -HUP 1");
+try {{ ssh::connect(#{{{at}, password: "not-the-password"}}); print("wrong password connected?!"); }}
+catch (e) {{ print(`wrong password: ${{e}}`); }}
+"#
+        ),
+        &[],
+    );
+    first.assert_code(0).assert_stderr_contains(&format!(
+        "wrong password: ssh::connect: ubuntu@127.0.0.1:{port}: the server refused password authentication as 'ubuntu'"
+    ));
+    assert!(
+        log()[before..].contains("Failed password for ubuntu"),
+        "sshd logs a password it receives:\n{}",
+        log()
+    );
+    let ledger = std::fs::read_to_string(h.test.lab_dir(&h.lab).join("ledger.json")).unwrap();
+    assert!(
+        ledger.contains(&format!("\"127.0.0.1:{port}\": \"ssh-")),
+        "pinned before the (refused) password was sent:\n{ledger}"
+    );
+
+    let second = h.run(
+        "right.rhai",
+        &format!(
+            r#"
+import "check" as check;
+let P = ssh::connect(#{{{at}, password: "{PW}"}});
+check::equal(P.run("whoami").stdout, "ubuntu\n", "password login");
+check::equal(A.run("ss -Htn state established '( sport = :22 )' | wc -l").stdout, "2\n", "the key's and the password's connections");
+A.sudo("rm -f /etc/ssh/ssh_host_*; ssh-keygen -A -q");
+"#
+        ),
+        &[],
+    );
+    second.assert_code(0);
+
+    let before = log().len();
+    let third = h.run_with(
+        false,
+        "changed.rhai",
+        &format!(
+            r#"
+try {{ ssh::connect(#{{{at}, password: "{PW}"}}); print("changed host connected?!"); }}
+catch (e) {{ print(`changed host: ${{e}}`); }}
+"#
+        ),
+        &[],
+    );
+    third.assert_code(0).assert_stderr_contains(&format!(
+        "changed host: ssh::connect: host key of 127.0.0.1:{port} has changed"
+    ));
+    let seen = log()[before..].to_string();
+    assert!(
+        seen.contains("Connection from"),
+        "the connection reached sshd:\n{seen}"
+    );
+    assert!(
+        !seen.to_lowercase().contains("password"),
+        "the password reached the changed host:\n{seen}"
+    );
+}
+
+/// A tunnel's local port carries labrun's own connections only: another
+/// process connecting to it is closed without reaching the far end.
+#[test]
+fn ssh_tunnels_carry_only_labrun_connections() {
+    let h = Hosts::new(1);
+    let mut child = h.spawn(
+        "tunnel.rhai",
+        r#"
+let port = A.forward("127.0.0.1", 22);
+print(`forward ${port}`);
+sleep(4);
+let b = ssh::connect(#{host: "127.0.0.1", port: port});
+print("through the tunnel: " + b.run("echo ok").stdout);
+"#,
+    );
+    let mut lines = Vec::new();
+    let mut outsider = None;
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(port) = line.strip_prefix("forward ") {
+            use std::io::Read;
+            let port: u16 = port.parse().unwrap();
+            let mut tcp = TcpStream::connect(("127.0.0.1", port)).expect("the port listens");
+            tcp.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
+            let mut buf = [0u8; 64];
+            outsider = Some(match tcp.read(&mut buf) {
+                Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+                Err(e) => format!("error {e}"),
+            });
+        }
+        lines.push(line);
+    }
+    let status = child.wait().unwrap();
+    let text = lines.join("\n");
+    assert!(status.success(), "{text}");
+    assert!(text.contains("through the tunnel: ok"), "{text}");
+    let outsider = outsider.expect("the forward's port was printed");
+    assert!(
+        outsider.is_empty() || outsider.contains("reset"),
+        "another process got through the tunnel: {outsider:?}"
+    );
+}

@@ -1,6 +1,8 @@
 //! Connecting to the Docker engine, and engine errors in the provider's
 //! terms. A missing or silent engine is an error that says how to install
-//! and start one.
+//! and start one; an engine that stops answering later (dockerd stopped or
+//! paused, a hung daemon) fails each call after [`ENGINE_TIMEOUT`] with an
+//! error that says so, instead of holding the run forever.
 
 use std::time::Duration;
 
@@ -16,6 +18,16 @@ pub const INSTALL_HINT: &str = "Install and start Docker: on Debian/Ubuntu `sudo
      DOCKER_HOST selects another engine.";
 
 const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
+
+/// How long the engine has to answer a request (bollard's client timeout,
+/// for the response's headers). Engine calls take milliseconds; the slow
+/// ones (stopping a container with its grace period, committing or removing
+/// a large one) take seconds. Long transfers that need more set their own
+/// (the base image import).
+pub const ENGINE_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long the engine has to answer the first request: a live engine
+/// answers its version at once.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Where labrun looks for the engine.
 pub fn engine_address() -> String {
@@ -36,11 +48,15 @@ pub fn engine_is_local() -> bool {
 pub async fn connect() -> ProviderResult<Docker> {
     let address = engine_address();
     let docker = Docker::connect_with_host(&address)
-        .map_err(|e| unavailable(&address, &explain(&e.to_string())))?;
-    match tokio::time::timeout(Duration::from_secs(20), docker.negotiate_version()).await {
+        .map_err(|e| unavailable(&address, &explain(&e.to_string())))?
+        .with_timeout(ENGINE_TIMEOUT);
+    match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await {
         Err(_) => Err(unavailable(
             &address,
-            "the engine did not answer within 20 s",
+            &format!(
+                "the engine did not answer within {} s (dockerd stopped, paused or hung?)",
+                CONNECT_TIMEOUT.as_secs()
+            ),
         )),
         Ok(Err(e)) => Err(unavailable(&address, &explain(&e.to_string()))),
         Ok(Ok(docker)) => Ok(docker),
@@ -107,6 +123,15 @@ pub fn api(action: impl Into<String>, e: Error) -> ProviderError {
             code: status_code.to_string(),
             message,
         },
+        Error::RequestTimeoutError => ProviderError::Api {
+            action: action.into(),
+            code: "engine".into(),
+            message: format!(
+                "the Docker engine at {} did not answer within {} s (is dockerd stopped, paused or hung?)",
+                engine_address(),
+                ENGINE_TIMEOUT.as_secs()
+            ),
+        },
         other => ProviderError::Api {
             action: action.into(),
             code: "engine".into(),
@@ -126,5 +151,15 @@ mod tests {
         assert!(explain("Permission denied (os error 13)").contains("docker` group"));
         let e = unavailable("unix:///x.sock", "no engine socket there");
         assert!(e.to_string().contains("apt-get install docker.io"));
+    }
+
+    #[test]
+    fn an_engine_that_stops_answering_is_named() {
+        let e = api("inspecting container x", Error::RequestTimeoutError).to_string();
+        assert!(
+            e.starts_with("inspecting container x: engine: the Docker engine at ")
+                && e.ends_with("did not answer within 120 s (is dockerd stopped, paused or hung?)"),
+            "{e}"
+        );
     }
 }
