@@ -9,6 +9,7 @@ pub mod commands;
 pub mod dirs;
 pub mod engine;
 pub mod error;
+pub mod exercise;
 pub mod keys;
 pub mod ledger;
 pub mod mysql;
@@ -74,5 +75,8 @@ fn dispatch(
         Command::Images { build, rebuild } => {
             commands::images::images(runtime, reporter, &build, rebuild)
         }
+        Command::Exercise(command) => commands::exercise::dispatch(runtime, reporter, command),
+        Command::Ssh(args) => commands::ssh::ssh(runtime, reporter, args),
+        Command::Sg(command) => commands::sg::sg(runtime, reporter, command),
     }
 }

@@ -10,7 +10,7 @@ use crate::cli::DestroyArgs;
 use crate::error::{Error, Exit};
 use crate::keys;
 use crate::ledger::{self, Ledger, LedgerData};
-use crate::providers::{LabScope, ProviderKind};
+use crate::providers::{LabScope, ProviderKind, ProviderOptions};
 use crate::report::Reporter;
 
 pub fn destroy(
@@ -23,7 +23,7 @@ pub fn destroy(
     // One lab's failure does not stop the others; every failure is shown.
     let mut errors: Vec<Error> = labs
         .iter()
-        .filter_map(|lab| execute(runtime, &root, lab, &args, reporter).err())
+        .filter_map(|lab| execute(runtime, &root, lab, &args.aws.options(), reporter).err())
         .collect();
     match errors.len() {
         0 => Ok(Exit::Ok),
@@ -52,11 +52,22 @@ fn targets(root: &Path, args: &DestroyArgs) -> Result<Vec<String>, Error> {
     }
 }
 
+/// Removes one lab, as `labrun destroy --lab LAB` does (`labrun exercise
+/// test` ends with this).
+pub fn destroy_lab(
+    runtime: &tokio::runtime::Runtime,
+    reporter: &Arc<Reporter>,
+    lab: &str,
+    options: &ProviderOptions,
+) -> Result<(), Error> {
+    execute(runtime, &ledger::state_root(), lab, options, reporter)
+}
+
 fn execute(
     runtime: &tokio::runtime::Runtime,
     root: &Path,
     lab: &str,
-    args: &DestroyArgs,
+    options: &ProviderOptions,
     reporter: &Arc<Reporter>,
 ) -> Result<(), Error> {
     let dir = root.join("labs").join(lab);
@@ -85,7 +96,7 @@ fn execute(
         public_key,
     };
     let removed = runtime.block_on(async {
-        let p = provider.connect(scope, &args.aws.options()).await?;
+        let p = provider.connect(scope, options).await?;
         p.destroy().await
     });
     let left = ledger.snapshot().resources;

@@ -3,7 +3,10 @@
 
 pub mod destroy;
 pub mod docs;
+pub mod exercise;
 pub mod images;
 pub mod run;
+pub mod sg;
+pub mod ssh;
 pub mod status;
 pub mod validate;
