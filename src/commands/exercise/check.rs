@@ -44,10 +44,16 @@ pub(super) fn resolve(
             let labs: Vec<String> = ledger::list_labs(&root)
                 .into_iter()
                 .filter(|l| {
-                    ExerciseRecord::load(&root.join("labs").join(l))
+                    let dir = root.join("labs").join(l);
+                    let alive = ledger::LedgerData::load(&dir)
                         .ok()
                         .flatten()
-                        .is_some_and(|r| id.is_none() || r.learner == id)
+                        .is_some_and(|d| !d.resources.is_empty());
+                    alive
+                        && ExerciseRecord::load(&dir)
+                            .ok()
+                            .flatten()
+                            .is_some_and(|r| id.is_none() || r.learner == id)
                 })
                 .collect();
             match labs.as_slice() {

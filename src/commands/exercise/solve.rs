@@ -20,6 +20,12 @@ pub fn solve(
     let (lab, record, ex) = resolve(args.exercise.as_deref(), &args.learner)?;
     let secret = course_secret(&args.learner, reporter)?;
     let learner = recorded_learner(&ex, &record, secret.as_ref())?;
+    if !ex.has(SOLVE) {
+        return Err(Error::Input(format!(
+            "{} has no {SOLVE}: it is a learner copy, without the reference solution",
+            ex.source.display()
+        )));
+    }
     let tasks = declare(runtime, &ex, &learner, CHECKS, &Default::default())?.tasks;
     if let Some(only) = &args.task
         && !tasks.iter().any(|t| &t.id == only)

@@ -145,7 +145,7 @@ pub fn start(
     }
     tail.push(format!("When you are done: labrun destroy --lab {lab}"));
     let text = format!(
-        "{}\n\n{}\nGet in and check your work:\n{}",
+        "{}\n\n{}\n\nGet in and check your work:\n{}",
         how.join("\n"),
         readme.trim_end(),
         tail.join("\n")
