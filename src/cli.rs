@@ -329,8 +329,9 @@ pub struct ExerciseCheckArgs {
     /// The exercise directory or packed file [default: the one the lab was started from]
     pub exercise: Option<PathBuf>,
 
-    /// Result format: human lines, or one JSON object on stdout
-    #[arg(long, value_enum)]
+    /// Result format: `human` (or `plain`) lines, or `json`, one object on
+    /// stdout: {exercise, version, learner, score, max_score, tasks}
+    #[arg(long, value_enum, hide_possible_values = true)]
     pub output: Option<OutputMode>,
 
     /// Also write the results as JUnit XML (one testcase per task)

@@ -193,7 +193,7 @@ pub fn classify(result: &Result<Dynamic, Box<EvalAltResult>>, source: &str) -> O
     {
         let message = m
             .get("message")
-            .map(|v| diagnostics::thrown_text(v))
+            .map(diagnostics::thrown_text)
             .unwrap_or_default();
         let fraction = m.get("fraction").and_then(|f| f.as_float().ok());
         match (kind.to_string().as_str(), fraction) {
@@ -345,8 +345,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
         &["condition: bool", "message: string", "()"],
         "Fails the check with `message` unless `condition` is true (in a
         playbook: stops it with `message`). Say what was found, not only what
-        was expected: `expect(addr != \"127.0.0.1\", `MySQL listens on ${addr}
-        only`)`.",
+        was expected: \"MySQL listens on 127.0.0.1 only\", not \"wrong address\".",
     )
     .register_into_engine(engine, |condition: bool, message: &str| -> RhaiResult<()> {
         if condition {

@@ -1,13 +1,14 @@
 //! `exercise.toml`: what an exercise is (id, title, version, time limit,
-//! total points) and the parameters each learner gets. Every error names
-//! the file, the key and its `line:col`.
+//! total points) and the parameters each learner gets. Parsed with serde
+//! (unknown keys refused); every error names the file, the key and its
+//! `line:col`.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
 
+use serde::Deserialize;
 use serde_json::Value;
-
-use super::toml::{self, Spanned, Table};
+use toml::Spanned;
 
 /// The manifest's file name inside an exercise.
 pub const FILE: &str = "exercise.toml";
@@ -67,6 +68,28 @@ pub struct Manifest {
     pub params: Vec<Param>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    id: Spanned<String>,
+    title: Spanned<String>,
+    version: Spanned<String>,
+    time_limit_minutes: Option<Spanned<i64>>,
+    points: Option<Spanned<i64>>,
+    #[serde(default)]
+    params: BTreeMap<String, Spanned<RawParam>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawParam {
+    default: Spanned<toml::Value>,
+    description: Option<String>,
+    choices: Option<Spanned<Vec<toml::Value>>>,
+    range: Option<Spanned<Vec<i64>>>,
+    template: Option<Spanned<String>>,
+}
+
 /// Exercise ids become lab names, package names and JUnit suite names.
 pub fn valid_id(id: &str) -> bool {
     !id.is_empty()
@@ -93,112 +116,41 @@ fn scalar(v: &toml::Value) -> Option<Value> {
     })
 }
 
-/// Reads a table's keys against the ones it may have, like serde's
-/// `deny_unknown_fields`: an unknown key is named with the known ones.
-struct Fields<'a> {
-    table: &'a Table,
-    /// The dotted path of the table, for messages (`""` at the root).
-    path: String,
-    whole: Range<usize>,
+/// The dotted path of the key on the line of `offset`: its `[table]`
+/// header (if any) and the key itself (if the line has one).
+fn key_path(text: &str, offset: usize) -> (Option<String>, Option<String>) {
+    let offset = text.floor_char_boundary(offset.min(text.len()));
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    let header = text[..start].lines().rev().find_map(|l| {
+        let l = l.trim();
+        (l.starts_with('[') && l.ends_with(']'))
+            .then(|| l.trim_matches(['[', ']']).trim().to_string())
+    });
+    let key = text[start..end]
+        .split_once('=')
+        .map(|(k, _)| k.trim().to_string())
+        .filter(|k| !k.is_empty() && !k.starts_with('#'));
+    (header, key)
 }
 
-impl<'a> Fields<'a> {
-    fn new(
-        table: &'a Table,
-        path: &str,
-        whole: Range<usize>,
-        known: &[&str],
-    ) -> Result<Self, (Range<usize>, String)> {
-        for (k, _) in &table.entries {
-            if !known.contains(&k.value.as_str()) {
-                return Err((
-                    k.span.clone(),
-                    format!(
-                        "unknown field `{}{}`, expected one of {}",
-                        prefix(path),
-                        k.value,
-                        known
-                            .iter()
-                            .map(|k| format!("`{k}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                ));
-            }
-        }
-        Ok(Fields {
-            table,
-            path: path.to_string(),
-            whole,
-        })
+/// toml's messages name a wrong value's type but not its key, and an
+/// unknown key without its table: add them.
+fn name_the_key(text: &str, offset: usize, message: &str) -> String {
+    let (header, key) = key_path(text, offset);
+    if let (Some(rest), Some(h)) = (message.strip_prefix("unknown field `"), &header) {
+        return format!("unknown field `{h}.{rest}");
     }
-
-    fn key(&self, key: &str) -> String {
-        format!("{}{key}", prefix(&self.path))
+    if message.starts_with("invalid ")
+        && let Some(k) = key
+    {
+        let path = match header {
+            Some(h) => format!("{h}.{k}"),
+            None => k,
+        };
+        return format!("`{path}`: {message}");
     }
-
-    fn get(&self, key: &str) -> Option<&'a Spanned<toml::Value>> {
-        self.table.get(key)
-    }
-
-    fn required(&self, key: &str) -> Result<&'a Spanned<toml::Value>, (Range<usize>, String)> {
-        self.get(key).ok_or_else(|| {
-            (
-                self.whole.clone(),
-                format!("missing field `{}`", self.key(key)),
-            )
-        })
-    }
-
-    fn wrong(&self, key: &str, want: &str, v: &Spanned<toml::Value>) -> (Range<usize>, String) {
-        (
-            v.span.clone(),
-            format!(
-                "invalid type: `{}` must be {want}, got {}",
-                self.key(key),
-                v.value.kind()
-            ),
-        )
-    }
-
-    fn string(&self, key: &str) -> Result<Option<Spanned<String>>, (Range<usize>, String)> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(v) => match &v.value {
-                toml::Value::String(s) => Ok(Some(Spanned {
-                    value: s.clone(),
-                    span: v.span.clone(),
-                })),
-                _ => Err(self.wrong(key, "a string", v)),
-            },
-        }
-    }
-
-    fn required_string(&self, key: &str) -> Result<Spanned<String>, (Range<usize>, String)> {
-        self.required(key)?;
-        Ok(self.string(key)?.expect("present"))
-    }
-
-    fn integer(&self, key: &str) -> Result<Option<Spanned<i64>>, (Range<usize>, String)> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(v) => match &v.value {
-                toml::Value::Integer(i) => Ok(Some(Spanned {
-                    value: *i,
-                    span: v.span.clone(),
-                })),
-                _ => Err(self.wrong(key, "an integer", v)),
-            },
-        }
-    }
-}
-
-fn prefix(path: &str) -> String {
-    if path.is_empty() {
-        String::new()
-    } else {
-        format!("{path}.")
-    }
+    message.to_string()
 }
 
 /// The type of a parameter value, in an author's words.
@@ -281,90 +233,72 @@ pub enum TemplatePart {
 impl Manifest {
     /// Parses `text` (the contents of `file`).
     pub fn parse(file: &str, text: &str) -> Result<Manifest, SpanError> {
-        Self::parse_inner(text).map_err(|(span, message)| SpanError {
+        let err = |span: Range<usize>, message: String| SpanError {
             file: file.to_string(),
             span,
             message,
-        })
-    }
+        };
+        let raw: RawManifest = toml::from_str(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            let message = name_the_key(text, span.start, e.message().trim_end());
+            err(span, message.replace('\n', "; "))
+        })?;
 
-    fn parse_inner(text: &str) -> Result<Manifest, (Range<usize>, String)> {
-        let root = toml::parse(text).map_err(|e| (e.span, e.message))?;
-        let top = Fields::new(
-            &root,
-            "",
-            0..0,
-            &[
-                "id",
-                "title",
-                "version",
-                "time_limit_minutes",
-                "points",
-                "params",
-            ],
-        )?;
-        let id = top.required_string("id")?;
-        let title = top.required_string("title")?;
-        let version = top.required_string("version")?;
-        if !valid_id(&id.value) {
-            return Err((
-                id.span,
+        if !valid_id(raw.id.get_ref()) {
+            return Err(err(
+                raw.id.span(),
                 format!(
                     "`id` \"{}\": use 1-24 letters, digits, '_' or '-', starting with a letter or digit",
-                    id.value
+                    raw.id.get_ref()
                 ),
             ));
         }
-        for (key, v) in [("title", &title), ("version", &version)] {
-            if v.value.trim().is_empty() {
-                return Err((v.span.clone(), format!("`{key}` must not be empty")));
+        for (key, v) in [("title", &raw.title), ("version", &raw.version)] {
+            if v.get_ref().trim().is_empty() {
+                return Err(err(v.span(), format!("`{key}` must not be empty")));
             }
         }
-        let time_limit_minutes = match top.integer("time_limit_minutes")? {
-            Some(t) if !(1..=10_000).contains(&t.value) => {
-                return Err((
-                    t.span,
-                    format!("`time_limit_minutes` must be 1 to 10000, got {}", t.value),
+        let time_limit_minutes = match &raw.time_limit_minutes {
+            Some(t) if !(1..=10_000).contains(t.get_ref()) => {
+                return Err(err(
+                    t.span(),
+                    format!(
+                        "`time_limit_minutes` must be 1 to 10000, got {}",
+                        t.get_ref()
+                    ),
                 ));
             }
-            Some(t) => Some(t.value as u32),
+            Some(t) => Some(*t.get_ref() as u32),
             None => None,
         };
-        let points_field = top.integer("points")?;
-        let points = match &points_field {
-            Some(p) if !(0..=100_000).contains(&p.value) => {
-                return Err((
-                    p.span.clone(),
-                    format!("`points` must be 0 to 100000, got {}", p.value),
+        let points = match &raw.points {
+            Some(p) if !(0..=100_000).contains(p.get_ref()) => {
+                return Err(err(
+                    p.span(),
+                    format!("`points` must be 0 to 100000, got {}", p.get_ref()),
                 ));
             }
-            Some(p) => Some(p.value as u32),
+            Some(p) => Some(*p.get_ref() as u32),
             None => None,
         };
 
+        // Declaration order: the map comes sorted by name; the spans say
+        // where each one is.
+        let mut raw_params: Vec<(String, Spanned<RawParam>)> = raw.params.into_iter().collect();
+        raw_params.sort_by_key(|(_, p)| p.span().start);
         let mut params = Vec::new();
-        if let Some(p) = top.get("params") {
-            let toml::Value::Table(table) = &p.value else {
-                return Err(top.wrong("params", "a table ([params.NAME])", p));
-            };
-            for (name, entry) in &table.entries {
-                let key = format!("params.{}", name.value);
-                let toml::Value::Table(fields) = &entry.value else {
-                    return Err((
-                        entry.span.clone(),
-                        format!("`{key}` must be a table: [{key}] with `default = ...`"),
-                    ));
-                };
-                params.push(Self::param(&name.value, &key, fields, name.span.clone())?);
-            }
+        for (name, p) in raw_params {
+            let at = p.span();
+            let key = format!("params.{name}");
+            params.push(Self::param(&name, &key, p.into_inner(), at).map_err(|(s, m)| err(s, m))?);
         }
         Ok(Manifest {
-            id: id.value,
-            title: title.value,
-            version: version.value,
+            id: raw.id.into_inner(),
+            title: raw.title.into_inner(),
+            version: raw.version.into_inner(),
             time_limit_minutes,
             points,
-            points_span: points_field.map(|p| p.span),
+            points_span: raw.points.as_ref().map(|p| p.span()),
             params,
         })
     }
@@ -372,15 +306,9 @@ impl Manifest {
     fn param(
         name: &str,
         key: &str,
-        table: &Table,
+        p: RawParam,
         at: Range<usize>,
     ) -> Result<Param, (Range<usize>, String)> {
-        let f = Fields::new(
-            table,
-            key,
-            at.clone(),
-            &["default", "description", "choices", "range", "template"],
-        )?;
         if !valid_param_name(name) {
             return Err((
                 at,
@@ -389,17 +317,15 @@ impl Manifest {
                 ),
             ));
         }
-        let default_field = f.required("default")?;
-        let default = scalar(&default_field.value).ok_or_else(|| {
+        let default = scalar(p.default.get_ref()).ok_or_else(|| {
             (
-                default_field.span.clone(),
+                p.default.span(),
                 format!("`{key}.default` must be a string, integer, number or boolean"),
             )
         })?;
-        let description = f.string("description")?.map(|d| d.value);
-        let given = ["choices", "range", "template"]
+        let given = [p.choices.is_some(), p.range.is_some(), p.template.is_some()]
             .iter()
-            .filter(|k| f.get(k).is_some())
+            .filter(|g| **g)
             .count();
         if given > 1 {
             return Err((
@@ -407,17 +333,15 @@ impl Manifest {
                 format!("`{key}`: give one of `choices`, `range` or `template`, not several"),
             ));
         }
-        let kind = if let Some(c) = f.get("choices") {
-            let toml::Value::Array(items) = &c.value else {
-                return Err(f.wrong("choices", "an array", c));
-            };
+        let kind = if let Some(c) = p.choices {
+            let span = c.span();
             let mut values = Vec::new();
-            for v in items {
-                match scalar(&v.value) {
-                    Some(x) if same_kind(&x, &default) => values.push(x),
+            for v in c.into_inner() {
+                match scalar(&v) {
+                    Some(v) if same_kind(&v, &default) => values.push(v),
                     _ => {
                         return Err((
-                            v.span.clone(),
+                            span,
                             format!(
                                 "`{key}.choices` must all be {} like the default",
                                 kind_name(&default)
@@ -427,50 +351,38 @@ impl Manifest {
                 }
             }
             if values.is_empty() {
-                return Err((c.span.clone(), format!("`{key}.choices` is empty")));
+                return Err((span, format!("`{key}.choices` is empty")));
             }
             ParamKind::Choices(values)
-        } else if let Some(r) = f.get("range") {
+        } else if let Some(r) = p.range {
+            let span = r.span();
             if !default.is_i64() {
-                return Err((
-                    r.span.clone(),
-                    format!("`{key}.range` needs an integer default"),
-                ));
+                return Err((span, format!("`{key}.range` needs an integer default")));
             }
-            let bounds: Vec<i64> = match &r.value {
-                toml::Value::Array(items) => items
-                    .iter()
-                    .filter_map(|v| match v.value {
-                        toml::Value::Integer(i) => Some(i),
-                        _ => None,
-                    })
-                    .collect(),
-                _ => Vec::new(),
-            };
-            match (&r.value, bounds.as_slice()) {
-                (toml::Value::Array(items), [lo, hi]) if items.len() == 2 && lo <= hi => {
-                    ParamKind::Range(*lo, *hi)
-                }
+            match r.into_inner().as_slice() {
+                [lo, hi] if lo <= hi => ParamKind::Range(*lo, *hi),
                 _ => {
                     return Err((
-                        r.span.clone(),
-                        format!("`{key}.range` must be [low, high], integers with low <= high"),
+                        span,
+                        format!("`{key}.range` must be [low, high] with low <= high"),
                     ));
                 }
             }
-        } else if let Some(t) = f.string("template")? {
+        } else if let Some(t) = p.template {
+            let span = t.span();
+            let t = t.into_inner();
             if !default.is_string() {
-                return Err((t.span, format!("`{key}.template` needs a string default")));
+                return Err((span, format!("`{key}.template` needs a string default")));
             }
-            template_parts(&t.value).map_err(|e| (t.span.clone(), format!("`{key}`: {e}")))?;
-            ParamKind::Template(t.value)
+            template_parts(&t).map_err(|e| (span.clone(), format!("`{key}`: {e}")))?;
+            ParamKind::Template(t)
         } else {
             ParamKind::Fixed
         };
         Ok(Param {
             name: name.to_string(),
             default,
-            description,
+            description: p.description,
             kind,
         })
     }
@@ -548,7 +460,7 @@ default = "debian-12"
             m.contains("`params.n.choices` must all be an integer"),
             "{m}"
         );
-        assert_eq!(at, (6, 15));
+        assert_eq!(at, (6, 11));
 
         let text = "id = \"x\"\ntitle = \"T\"\nversion = \"1\"\n[params.n]\ndefault = \"a\"\ntemplate = \"a{oct:3}\"\n";
         let (m, _) = error(text);
@@ -556,16 +468,18 @@ default = "debian-12"
 
         let text = "id = \"x\"\ntitle = \"T\"\nversion = 1\n";
         let (m, at) = error(text);
-        assert!(
-            m.contains("invalid type: `version` must be a string, got an integer"),
-            "{m}"
-        );
+        assert_eq!(m, "`version`: invalid type: integer `1`, expected a string");
         assert_eq!(at, (3, 11));
 
         let text = "id = \"x\"\ntitle = \"T\"\nversion = \"1\"\n[params.n]\ndefaults = 1\n";
         let (m, at) = error(text);
         assert!(m.contains("unknown field `params.n.defaults`"), "{m}");
         assert_eq!(at, (5, 1));
+
+        let text = "id = \"x\"\ntitle = \"T\"\nversion = \"1\"\n[params.n]\ndefault = 1\nrange = [1, \"a\"]\n";
+        let (m, at) = error(text);
+        assert!(m.starts_with("`params.n.range`: invalid type"), "{m}");
+        assert_eq!(at.0, 6);
     }
 
     #[test]

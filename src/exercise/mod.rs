@@ -23,7 +23,6 @@ pub mod results;
 pub mod skeleton;
 pub mod state;
 pub mod template;
-pub mod toml;
 
 use std::path::{Path, PathBuf};
 

@@ -8,4 +8,3 @@ mod local;
 mod mysql;
 mod runtime;
 mod ssh;
-mod xml;
