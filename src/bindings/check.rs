@@ -179,7 +179,11 @@ fn innermost(e: &EvalAltResult) -> &EvalAltResult {
 }
 
 /// How a check's closure ended, read from its result.
-pub fn classify(result: &Result<Dynamic, Box<EvalAltResult>>, source: &str) -> Outcome {
+pub fn classify(
+    result: &Result<Dynamic, Box<EvalAltResult>>,
+    source: &str,
+    engine: &Engine,
+) -> Outcome {
     let e = match result {
         Ok(v) if v.as_bool() == Ok(false) => {
             return Outcome::Failed("the check returned false".into());
@@ -206,7 +210,7 @@ pub fn classify(result: &Result<Dynamic, Box<EvalAltResult>>, source: &str) -> O
         }
     }
     let leaf = diagnostics::leaf(e, source);
-    let mut message = leaf.message;
+    let mut message = diagnostics::leaf_message(&leaf, engine);
     if let Some(at) = leaf.location {
         message.push_str(&format!(" (at {at})"));
     }
@@ -233,7 +237,7 @@ fn run_check(
         c.check_cancel()?;
         let result = body.call_within_context::<Dynamic>(nctx, ());
         c.check_cancel()?;
-        let outcome = classify(&result, &source);
+        let outcome = classify(&result, &source, nctx.engine());
         if matches!(outcome, Outcome::Passed(_)) || attempt >= spec.retries {
             return Ok((outcome, started.elapsed()));
         }
@@ -442,7 +446,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
 mod tests {
     use super::*;
 
-    fn eval(script: &str) -> Result<Dynamic, Box<EvalAltResult>> {
+    fn engine() -> Engine {
         let mut engine = Engine::new();
         engine.register_fn("fail", |m: &str| -> RhaiResult<()> {
             Err(verdict("failed", m, None))
@@ -450,31 +454,46 @@ mod tests {
         engine.register_fn("partial", |f: f64, m: &str| -> RhaiResult<()> {
             Err(verdict("partial", m, Some(f)))
         });
-        engine.eval::<Dynamic>(script)
+        engine
+    }
+
+    fn outcome(script: &str) -> Outcome {
+        let engine = engine();
+        classify(&engine.eval::<Dynamic>(script), "c.rhai", &engine)
     }
 
     #[test]
     fn verdicts_are_read_from_any_depth_and_everything_else_is_an_error() {
-        assert_eq!(classify(&eval("1"), "c.rhai"), Outcome::Passed(None));
+        assert_eq!(outcome("1"), Outcome::Passed(None));
         assert_eq!(
-            classify(&eval("false"), "c.rhai"),
+            outcome("false"),
             Outcome::Failed("the check returned false".into())
         );
         assert_eq!(
-            classify(&eval("fn f() { fail(\"deep\") } f()"), "c.rhai"),
+            outcome("fn f() { fail(\"deep\") } f()"),
             Outcome::Failed("deep".into())
         );
         assert_eq!(
-            classify(&eval("partial(0.5, \"half\")"), "c.rhai"),
+            outcome("partial(0.5, \"half\")"),
             Outcome::Partial(0.5, "half".into())
         );
-        match classify(&eval("let x = 1;\nx.nope()"), "c.rhai") {
+        match outcome("let x = 1;\nx.nope()") {
             Outcome::Error(m) => {
-                assert!(m.contains("nope") && m.contains("(at c.rhai:2:3)"), "{m}")
+                assert!(
+                    m.starts_with("no function nope (i64) (at c.rhai:2:3)"),
+                    "{m}"
+                )
             }
             other => panic!("{other:?}"),
         }
-        match classify(&eval("throw \"boom\""), "c.rhai") {
+        match outcome("fail(1)") {
+            Outcome::Error(m) => assert!(
+                m.starts_with("wrong arguments for fail(i64); expected fail(_: string)"),
+                "{m}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        match outcome("throw \"boom\"") {
             Outcome::Error(m) => assert!(m.starts_with("boom (at c.rhai:1:1)"), "{m}"),
             other => panic!("{other:?}"),
         }

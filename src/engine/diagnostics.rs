@@ -185,6 +185,26 @@ fn readable_types(sig: &str) -> String {
     format!("{}({})", sig[..open].trim_end(), args.join(", "))
 }
 
+/// What a leaf failure says to a user: a call that matched no function
+/// lists the signatures there are.
+pub fn leaf_message(l: &Leaf, engine: &Engine) -> String {
+    match &l.not_found {
+        None => l.message.clone(),
+        Some(sig) => {
+            let expected = expected_signatures(engine, sig);
+            if expected.is_empty() {
+                format!("no function {sig}")
+            } else {
+                format!(
+                    "wrong arguments for {}; expected {}",
+                    readable_types(sig),
+                    expected.join(" or ")
+                )
+            }
+        }
+    }
+}
+
 /// The full diagnostic for a runtime error.
 pub fn runtime_error(
     err: &EvalAltResult,
@@ -194,19 +214,7 @@ pub fn runtime_error(
     step: Option<&str>,
 ) -> String {
     let l = leaf(err, main_source);
-    let mut message = l.message.clone();
-    if let Some(sig) = &l.not_found {
-        let expected = expected_signatures(engine, sig);
-        message = if expected.is_empty() {
-            format!("no function {sig}")
-        } else {
-            format!(
-                "wrong arguments for {}; expected {}",
-                readable_types(sig),
-                expected.join(" or ")
-            )
-        };
-    }
+    let message = leaf_message(&l, engine);
     let mut notes = Vec::new();
     if let Some(s) = step {
         notes.push(format!("in step '{s}'"));
