@@ -9,6 +9,7 @@ pub mod commands;
 pub mod dirs;
 pub mod engine;
 pub mod error;
+pub mod exercise;
 pub mod keys;
 pub mod ledger;
 pub mod mysql;
@@ -78,5 +79,8 @@ fn dispatch(
         Command::Completions { shell } => commands::completions::completions(reporter, shell),
         Command::Man { dir } => commands::man::man(reporter, dir.as_deref()),
         Command::Secret { name, lab } => commands::secret::secret(reporter, &name, lab.as_deref()),
+        Command::Exercise(command) => commands::exercise::dispatch(runtime, reporter, command),
+        Command::Ssh(args) => commands::ssh::ssh(runtime, reporter, args),
+        Command::Sg(command) => commands::sg::sg(runtime, reporter, command),
     }
 }

@@ -17,7 +17,8 @@ pub fn parse_set(arg: &str) -> Result<(String, String), String> {
     Ok((k.to_string(), v.to_string()))
 }
 
-fn json_to_dynamic(v: Value) -> Dynamic {
+/// A JSON value as the script value a playbook sees.
+pub fn json_to_dynamic(v: Value) -> Dynamic {
     match v {
         Value::Null => Dynamic::UNIT,
         Value::Bool(b) => b.into(),

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use rhai::EvalAltResult;
 
+use super::check::ExerciseScope;
 use crate::engine::diagnostics::FailureKey;
 use crate::engine::{RhaiResult, script_error};
 use crate::ledger::Ledger;
@@ -42,6 +43,9 @@ pub struct LabContext {
     pub provider_impl: Mutex<Option<Arc<dyn Provider>>>,
     /// The run's SSH sessions, one per host.
     pub ssh: crate::ssh::Pool,
+    /// The exercise this script belongs to (its checks, solution or
+    /// setup), if any: what `task`, `solution` and `params()` work with.
+    pub exercise: Option<Arc<ExerciseScope>>,
 }
 
 /// What a run's context is made from.
@@ -54,6 +58,7 @@ pub struct RunSetup {
     pub sets: BTreeMap<String, String>,
     pub provider_options: ProviderOptions,
     pub cancel: Arc<AtomicBool>,
+    pub exercise: Option<Arc<ExerciseScope>>,
 }
 
 impl LabContext {
@@ -79,20 +84,33 @@ impl LabContext {
             provider_options: ProviderOptions::default(),
             provider_impl: Mutex::new(None),
             ssh: Default::default(),
+            exercise: None,
         }
     }
 
     /// A context with no lab state: enough to compile `playbook` and to
     /// list functions (`validate`, `docs`, the check before a run).
     pub fn offline(handle: tokio::runtime::Handle, playbook: &Path) -> Arc<Self> {
+        Self::offline_exercise(handle, playbook, None)
+    }
+
+    /// An offline context for a script of an exercise: its top level can
+    /// run (declaring tasks and solutions) without a lab.
+    pub fn offline_exercise(
+        handle: tokio::runtime::Handle,
+        script: &Path,
+        exercise: Option<Arc<ExerciseScope>>,
+    ) -> Arc<Self> {
         let reporter = Arc::new(Reporter::new(OutputMode::Plain, false, Redactor::new()));
-        Arc::new(Self::new(
+        let mut ctx = Self::new(
             "validate".into(),
             ProviderKind::Local,
-            playbook.to_path_buf(),
+            script.to_path_buf(),
             reporter,
             handle,
-        ))
+        );
+        ctx.exercise = exercise;
+        Arc::new(ctx)
     }
 
     /// The context of a run of a lab whose ledger is open.
@@ -108,6 +126,7 @@ impl LabContext {
         ctx.sets = setup.sets;
         ctx.provider_options = setup.provider_options;
         ctx.cancel = setup.cancel;
+        ctx.exercise = setup.exercise;
         Arc::new(ctx)
     }
 

@@ -1,4 +1,5 @@
 //! Lab primitives: `params`, `secret`, `step`, `parallel`, `sleep`, ...
+//! (`fail` and the rest of the check API are in `check.rs`.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use super::args::{self, Options};
 use super::func;
 use crate::engine::diagnostics;
 use crate::engine::{RhaiResult, script_error};
-use crate::report::{current_step, enter_step};
+use crate::report::{Status, current_step, enter_step};
 
 pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
     let c = ctx.clone();
@@ -81,24 +82,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
     .register_into_engine(
         engine,
         move |nctx: NativeCallContext, name: &str, body: FnPtr| -> RhaiResult<Dynamic> {
-            c.check_cancel()?;
-            let id = c.reporter.step_started(name, current_step());
-            let result = {
-                let _guard = enter_step(Some(id));
-                body.call_within_context::<Dynamic>(&nctx, ())
-            };
-            match result {
-                Ok(v) => {
-                    c.reporter.step_finished(id, None);
-                    Ok(v)
-                }
-                Err(e) => {
-                    let leaf = diagnostics::leaf(&e, "");
-                    c.step_failed(&e, name);
-                    c.reporter.step_finished(id, Some(&leaf.message));
-                    Err(e)
-                }
-            }
+            run_step(&c, &nctx, name, &body).map(|(v, _)| v)
         },
     );
 
@@ -173,15 +157,35 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
         judgement (built-in operations report their changes themselves).",
     )
     .register_into_engine(engine, move || c.changed());
+}
 
-    func(
-        "fail",
-        &["message: string", "()"],
-        "Stops the playbook with `message` (like `throw`, but reads as intent).",
-    )
-    .register_into_engine(engine, |message: &str| -> RhaiResult<()> {
-        Err(script_error(message))
-    });
+/// Runs `body` as the step `name` (nested in the calling thread's current
+/// step) and returns its value and how the step ended: what `step` does,
+/// and what an exercise's `solution` does for each task.
+pub fn run_step(
+    c: &LabContext,
+    nctx: &NativeCallContext,
+    name: &str,
+    body: &FnPtr,
+) -> RhaiResult<(Dynamic, Status)> {
+    c.check_cancel()?;
+    let id = c.reporter.step_started(name, current_step());
+    let result = {
+        let _guard = enter_step(Some(id));
+        body.call_within_context::<Dynamic>(nctx, ())
+    };
+    match result {
+        Ok(v) => {
+            let status = c.reporter.step_finished(id, None);
+            Ok((v, status))
+        }
+        Err(e) => {
+            let leaf = diagnostics::leaf(&e, "");
+            c.step_failed(&e, name);
+            c.reporter.step_finished(id, Some(&leaf.message));
+            Err(e)
+        }
+    }
 }
 
 /// `params(defaults, options)`: registers the secret parameters' values

@@ -4,6 +4,7 @@
 //! builds the engine every command uses.
 
 pub mod args;
+pub mod check;
 pub mod context;
 pub mod ec2;
 pub mod lab;
@@ -34,6 +35,7 @@ pub fn register_all(engine: &mut Engine, ctx: &Arc<LabContext>) {
     sg::register(engine, ctx);
     ssh::register(engine, ctx);
     mysql::register(engine, ctx);
+    check::register(engine, ctx);
 }
 
 /// A function registration carrying its doc comment and parameter names,

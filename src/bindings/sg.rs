@@ -32,13 +32,17 @@ pub fn group_id_by_name(ctx: &LabContext, name: &str) -> RhaiResult<String> {
 /// Reads a rule map: `#{port, to_port, protocol, from}`.
 fn rule_from_map(function: &str, map: Map) -> RhaiResult<Rule> {
     let o = Options::new(function, &map, RULE_KEYS, &["port", "from"])?;
-    let from_port = o.port("port")?.expect("checked present");
-    let to_port = o.port("to_port")?.unwrap_or(from_port);
-    if to_port < from_port {
-        return Err(script_error(format!(
-            "{function}: to_port {to_port} is below port {from_port}"
-        )));
-    }
+    let int = |key: &str| -> RhaiResult<Option<i64>> {
+        o.get(key)
+            .map(|v| {
+                v.as_int().map_err(|t| {
+                    script_error(format!("{function}: `{key}` must be an integer, got {t}"))
+                })
+            })
+            .transpose()
+    };
+    let port = int("port")?.expect("checked present");
+    let to_port = int("to_port")?;
     let protocol = match o.get("protocol") {
         None => Protocol::Tcp,
         Some(v) => Protocol::parse(&v.to_string()).map_err(|e| o.error(e))?,
@@ -59,12 +63,7 @@ fn rule_from_map(function: &str, map: Map) -> RhaiResult<Rule> {
             from.type_name()
         )));
     };
-    Ok(Rule {
-        protocol,
-        from_port,
-        to_port,
-        source,
-    })
+    Rule::new(protocol, port, to_port, source).map_err(|e| o.error(e))
 }
 
 /// A rule as playbooks read it back.

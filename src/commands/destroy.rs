@@ -12,7 +12,7 @@ use crate::cli::DestroyArgs;
 use crate::error::{Error, Exit};
 use crate::keys;
 use crate::ledger::{self, Ledger, LedgerData};
-use crate::providers::{LabScope, ProviderKind};
+use crate::providers::{LabScope, ProviderKind, ProviderOptions};
 use crate::report::{OutputMode, Reporter};
 
 pub fn destroy(
@@ -25,16 +25,18 @@ pub fn destroy(
     // One lab's failure does not stop the others; every failure is shown.
     let mut errors: Vec<Error> = labs
         .iter()
-        .filter_map(|lab| match execute(runtime, &root, lab, &args, reporter) {
-            Ok(outcome) => outcome.report(reporter).err(),
-            Err(e) => {
-                if reporter.mode() == OutputMode::Json {
-                    reporter.print_event(json!({"event": "destroyed", "lab": lab,
+        .filter_map(
+            |lab| match execute(runtime, &root, lab, &args.aws.options(), reporter) {
+                Ok(outcome) => outcome.report(reporter).err(),
+                Err(e) => {
+                    if reporter.mode() == OutputMode::Json {
+                        reporter.print_event(json!({"event": "destroyed", "lab": lab,
                         "status": "failed", "error": e.headline()}));
+                    }
+                    Some(e)
                 }
-                Some(e)
-            }
-        })
+            },
+        )
         .collect();
     match errors.len() {
         0 => Ok(Exit::Ok),
@@ -63,11 +65,22 @@ fn targets(root: &Path, args: &DestroyArgs) -> Result<Vec<String>, Error> {
     }
 }
 
+/// Removes one lab, as `labrun destroy --lab LAB` does (`labrun exercise
+/// test` ends with this).
+pub fn destroy_lab(
+    runtime: &tokio::runtime::Runtime,
+    reporter: &Arc<Reporter>,
+    lab: &str,
+    options: &ProviderOptions,
+) -> Result<(), Error> {
+    execute(runtime, &ledger::state_root()?, lab, options, reporter)?.report(reporter)
+}
+
 fn execute(
     runtime: &tokio::runtime::Runtime,
     root: &Path,
     lab: &str,
-    args: &DestroyArgs,
+    options: &ProviderOptions,
     reporter: &Arc<Reporter>,
 ) -> Result<Outcome, Error> {
     let dir = root.join("labs").join(lab);
@@ -99,7 +112,7 @@ fn execute(
         cancel: Default::default(),
     };
     let removed = runtime.block_on(async {
-        let p = provider.connect(scope, &args.aws.options()).await?;
+        let p = provider.connect(scope, options).await?;
         p.destroy().await
     });
     let left = ledger.snapshot().resources;

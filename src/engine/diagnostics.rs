@@ -316,6 +316,51 @@ fn call_arguments(sources: &Sources, loc: &Location, name: &str) -> Option<Strin
     None
 }
 
+/// What a leaf failure says to a user: a call that matched no function
+/// lists the signatures there are.
+pub fn leaf_message(l: &Leaf, engine: &Engine) -> String {
+    match &l.not_found {
+        None => l.message.clone(),
+        Some(sig) => {
+            let expected = expected_signatures(engine, sig);
+            if expected.is_empty() {
+                format!("no function {sig}")
+            } else {
+                format!(
+                    "wrong arguments for {}; expected {}",
+                    readable_types(sig),
+                    expected.join(" or ")
+                )
+            }
+        }
+    }
+}
+
+/// For a call `q(...)` that matched no function where `q` is a variable
+/// of the playbook: says so, and how to call a closure (`q.call(...)`).
+fn closure_call_message(l: &Leaf, sources: &Sources, engine: &Engine) -> Option<String> {
+    let sig = l.not_found.as_ref()?;
+    if !expected_signatures(engine, sig).is_empty() {
+        return None;
+    }
+    let name = sig.split(['(', ' ']).next().unwrap_or(sig);
+    let loc = l.location.as_ref()?;
+    let kind = called_name(sources, loc, name)?;
+    let args = call_arguments(sources, loc, name).unwrap_or_else(|| "...".into());
+    Some(match kind {
+        CalledName::Closure => format!(
+            "no function {}: `{name}` is a closure held in a variable, not a function; \
+             call it as `{name}.call({args})`",
+            readable_types(sig)
+        ),
+        CalledName::Variable => format!(
+            "no function {}: `{name}` is a variable, not a function; if it holds a \
+             closure, call it as `{name}.call({args})`",
+            readable_types(sig)
+        ),
+    })
+}
+
 /// The full diagnostic for a runtime error.
 pub fn runtime_error(
     err: &EvalAltResult,
@@ -325,39 +370,8 @@ pub fn runtime_error(
     step: Option<&str>,
 ) -> String {
     let l = leaf(err, main_source);
-    let mut message = l.message.clone();
-    if let Some(sig) = &l.not_found {
-        let expected = expected_signatures(engine, sig);
-        let name = sig.split(['(', ' ']).next().unwrap_or(sig);
-        let called = l
-            .location
-            .as_ref()
-            .filter(|_| expected.is_empty())
-            .and_then(|loc| called_name(sources, loc, name).map(|kind| (loc, kind)));
-        message = if let Some((loc, kind)) = called {
-            let args = call_arguments(sources, loc, name).unwrap_or_else(|| "...".into());
-            match kind {
-                CalledName::Closure => format!(
-                    "no function {}: `{name}` is a closure held in a variable, not a function; \
-                     call it as `{name}.call({args})`",
-                    readable_types(sig)
-                ),
-                CalledName::Variable => format!(
-                    "no function {}: `{name}` is a variable, not a function; if it holds a \
-                     closure, call it as `{name}.call({args})`",
-                    readable_types(sig)
-                ),
-            }
-        } else if expected.is_empty() {
-            format!("no function {sig}")
-        } else {
-            format!(
-                "wrong arguments for {}; expected {}",
-                readable_types(sig),
-                expected.join(" or ")
-            )
-        };
-    }
+    let message =
+        closure_call_message(&l, sources, engine).unwrap_or_else(|| leaf_message(&l, engine));
     let mut notes = Vec::new();
     if let Some(s) = step {
         notes.push(format!("in step '{s}'"));

@@ -88,6 +88,48 @@ pub struct Rule {
     pub source: Source,
 }
 
+impl Rule {
+    /// A rule checked the one way both `SecurityGroup.allow` and `labrun sg
+    /// allow` check it: ports in range, a range that does not run backwards.
+    pub fn new(
+        protocol: Protocol,
+        port: i64,
+        to_port: Option<i64>,
+        source: Source,
+    ) -> ProviderResult<Rule> {
+        let from_port = parse_port(port, "port")?;
+        let to_port = match to_port {
+            Some(p) => parse_port(p, "to_port")?,
+            None => from_port,
+        };
+        if to_port < from_port {
+            return Err(ProviderError::Invalid(format!(
+                "to_port {to_port} is below port {from_port}"
+            )));
+        }
+        Ok(Rule {
+            protocol,
+            from_port,
+            to_port,
+            source,
+        })
+    }
+
+    /// `tcp 3306 from 10.0.0.5/32`, `tcp 8000-8080 from sg-...`.
+    pub fn describe(&self) -> String {
+        let ports = if self.from_port == self.to_port {
+            self.from_port.to_string()
+        } else {
+            format!("{}-{}", self.from_port, self.to_port)
+        };
+        let from = match &self.source {
+            Source::Cidr(c) => c.clone(),
+            Source::Group(g) => g.clone(),
+        };
+        format!("{} {ports} from {from}", self.protocol.as_str())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecurityGroup {
     pub id: String,

@@ -123,6 +123,9 @@ impl Test {
             .env_remove("LABRUN_STDLIB")
             .env_remove("LABRUN_PROVIDER")
             .env_remove("LABRUN_LAB")
+            .env_remove("LABRUN_LEARNER")
+            .env_remove("LABRUN_COURSE_SECRET")
+            .env_remove("LABRUN_COURSE_SECRET_FILE")
             .stdin(Stdio::null());
         for (k, v) in &self.env {
             cmd.env(k, v);

@@ -2,6 +2,7 @@
 
 mod authoring;
 mod aws;
+mod exercise;
 mod grants;
 mod harness;
 mod lab;

@@ -1,0 +1,159 @@
+//! `labrun exercise start SOURCE [--learner ID]`: the learner's lab, set
+//! up by the exercise's setup.rhai; then their tasks, rendered with their
+//! parameters, and how to get in. Starting again converges, like a run.
+
+use std::sync::Arc;
+
+use crate::cli::ExerciseStartArgs;
+use crate::engine::{self, resolver::Sources};
+use crate::error::{Error, Exit};
+use crate::exercise::state::ExerciseRecord;
+use crate::exercise::{README, SETUP, template};
+use crate::ledger::{self, ResourceKind};
+use crate::report::{OutputMode, Reporter};
+
+use super::super::run::{OpenLab, compile_offline};
+use super::{Learner, course_secret, learner, learner_params, parse_sets};
+
+pub fn start(
+    runtime: &tokio::runtime::Runtime,
+    reporter: &Arc<Reporter>,
+    args: ExerciseStartArgs,
+) -> Result<Exit, Error> {
+    let ex = super::load(&args.exercise)?;
+    let id = learner(&args.learner)?;
+    let secret = course_secret(&args.learner, reporter)?;
+    let sets = parse_sets(&args.set)?;
+    let params = learner_params(&ex, id.as_deref(), secret.as_ref(), &sets)?;
+    let lab = args
+        .learner
+        .lab
+        .clone()
+        .unwrap_or_else(|| ex.lab_name(id.as_deref()));
+    ledger::validate_lab_name(&lab)?;
+    let learner = Learner {
+        id: id.clone(),
+        params: params.clone(),
+    };
+
+    // Fail before acting: the whole exercise must validate for this learner.
+    let validated = super::validate::check_all(runtime, &ex, &learner)?;
+    let setup = ex.path(SETUP);
+    let sources = Sources::default();
+    let ast = compile_offline(
+        runtime,
+        &setup,
+        &sources,
+        Some(Arc::new(
+            learner.scope(&ex, crate::bindings::check::Mode::Collect),
+        )),
+    )?;
+
+    let dir = super::lab_dir(&lab)?;
+    if let Some(r) = ExerciseRecord::load(&dir)? {
+        if r.exercise != ex.manifest.id {
+            return Err(Error::Input(format!(
+                "lab '{lab}' belongs to exercise '{}'; pick another with --lab NAME or remove it with `labrun destroy --lab {lab}`",
+                r.exercise
+            )));
+        }
+        let has_resources =
+            ledger::LedgerData::load(&dir)?.is_some_and(|d| !d.resources.is_empty());
+        if has_resources && (r.params != params || r.learner != id) {
+            return Err(Error::Input(format!(
+                "lab '{lab}' was started for learner {} with other parameters; `labrun destroy --lab {lab}` first to start over",
+                r.learner.as_deref().unwrap_or("(none)")
+            )));
+        }
+    }
+
+    let open = OpenLab::open(
+        runtime,
+        reporter,
+        &lab,
+        args.run.provider,
+        args.run.aws.options(),
+    )?;
+    open.ledger.update(|d| {
+        d.playbook = Some(format!("exercise {} ({})", ex.manifest.id, setup.display()))
+    })?;
+    reporter.run_started(&engine::source_name(&setup), &lab, open.provider.as_str());
+    let scope = Arc::new(learner.scope(&ex, crate::bindings::check::Mode::Collect));
+    let ctx = open.context(&setup, Default::default(), Some(scope));
+    let result = open.run_script(&ctx, &sources, ast);
+    open.closing_notice();
+    result?;
+
+    let mut record = ExerciseRecord::load(open.ledger.dir())?.unwrap_or_default();
+    let hints_shown = std::mem::take(&mut record.hints_shown);
+    let record = ExerciseRecord {
+        exercise: ex.manifest.id.clone(),
+        version: ex.manifest.version.clone(),
+        source: ex.source.clone(),
+        digest: ex.digest.clone(),
+        learner: id.clone(),
+        params,
+        sets,
+        started_at: if record.started_at == 0 {
+            ledger::now_secs()
+        } else {
+            record.started_at
+        },
+        hints_shown,
+    };
+    record.save(open.ledger.dir())?;
+
+    // The tasks, with this learner's values, kept in the lab directory too.
+    let readme = template::render(
+        ex.files.get(README).map(String::as_str).unwrap_or_default(),
+        &learner.placeholders(&ex, &lab),
+    );
+    let readme_path = open.ledger.dir().join(README);
+    crate::ledger::write_atomic(&readme_path, readme.as_bytes(), 0o644)?;
+
+    let instances: Vec<String> = open
+        .ledger
+        .resources(ResourceKind::Instance)
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    let mut how = vec![format!(
+        "Exercise {} {} for {} in lab {lab}: {} tasks, {} points{}.",
+        ex.manifest.id,
+        ex.manifest.version,
+        id.as_deref().unwrap_or("(no learner)"),
+        validated.tasks.len(),
+        validated.tasks.iter().map(|t| t.points).sum::<u32>(),
+        ex.manifest
+            .time_limit_minutes
+            .map(|m| format!(", time limit {m} minutes"))
+            .unwrap_or_default()
+    )];
+    how.push(format!("Your tasks (also in {}):", readme_path.display()));
+    let mut tail = Vec::new();
+    for i in &instances {
+        tail.push(format!("  labrun ssh {i} --lab {lab}"));
+    }
+    tail.push(format!("  labrun sg list --lab {lab}"));
+    tail.push(format!("  labrun exercise check --lab {lab}"));
+    let secrets = open.ledger.secrets_path();
+    if secrets.exists() {
+        tail.push(format!(
+            "Passwords this lab gives you: {}",
+            secrets.display()
+        ));
+    }
+    tail.push(format!("When you are done: labrun destroy --lab {lab}"));
+    let text = format!(
+        "{}\n\n{}\n\nGet in and check your work:\n{}",
+        how.join("\n"),
+        readme.trim_end(),
+        tail.join("\n")
+    );
+    if reporter.mode() == OutputMode::Json {
+        reporter.log(&text);
+    } else {
+        reporter.print(&text);
+    }
+    Ok(Exit::Ok)
+}
