@@ -9,7 +9,10 @@
 //! A secret can also show up cut: a server quotes only the first characters
 //! of a statement in its error, output is capped or split where labrun keeps
 //! a head and a tail. So a long enough *start* or *end* of a secret is
-//! masked too: what a cut leaves of it.
+//! masked too where text was cut: a start that runs into the end of a line,
+//! a quote or a marker, an end that begins after one. (A piece inside
+//! running text is no cut: a password ending in a word must not mask that
+//! word everywhere.)
 
 use std::sync::{Arc, RwLock};
 
@@ -77,7 +80,7 @@ fn mask_parts(text: &str, secret: &str) -> String {
     let tail: String = chars[chars.len() - min..].iter().collect();
     let mut spans: Vec<(usize, usize)> = Vec::new();
     // A start of the secret: the first `min` characters, then as many
-    // more as follow in the text.
+    // more as follow in the text, up to a cut.
     for (at, _) in text.match_indices(&head) {
         let mut end = at + head.len();
         let rest = &text[end..];
@@ -87,9 +90,12 @@ fn mask_parts(text: &str, secret: &str) -> String {
             }
             end += c.len_utf8();
         }
-        spans.push((at, end));
+        if is_cut(text[end..].chars().next()) {
+            spans.push((at, end));
+        }
     }
-    // An end of the secret: the last `min` characters, extended leftwards.
+    // An end of the secret: the last `min` characters, extended leftwards
+    // to a cut.
     for (at, _) in text.match_indices(&tail) {
         let mut start = at;
         let before = &text[..at];
@@ -103,7 +109,9 @@ fn mask_parts(text: &str, secret: &str) -> String {
             }
             start -= c.len_utf8();
         }
-        spans.push((start, at + tail.len()));
+        if is_cut(text[..start].chars().next_back()) {
+            spans.push((start, at + tail.len()));
+        }
     }
     if spans.is_empty() {
         return text.to_string();
@@ -121,6 +129,16 @@ fn mask_parts(text: &str, secret: &str) -> String {
     }
     out.push_str(&text[pos..]);
     out
+}
+
+/// Whether text was cut next to a piece of a secret: the piece meets the
+/// end of the text or a line, a quote, or the bracket of a marker such as
+/// labrun's `[... left out ...]`.
+fn is_cut(next: Option<char>) -> bool {
+    matches!(
+        next,
+        None | Some('\n' | '\r' | '\'' | '"' | '`' | '[' | ']' | '…')
+    )
 }
 
 #[cfg(test)]
@@ -163,5 +181,19 @@ mod tests {
         );
         // Short pieces are left alone: they could be anything.
         assert_eq!(r.redact(&pw[..6]), &pw[..6]);
+    }
+
+    #[test]
+    fn a_word_a_password_ends_in_is_no_cut() {
+        let r = Redactor::new();
+        r.add("not-the-password");
+        assert_eq!(
+            r.redact("the server refused password authentication"),
+            "the server refused password authentication"
+        );
+        assert_eq!(
+            r.redact("[... 3 MiB left out ...]the-password\n"),
+            format!("[... 3 MiB left out ...]{MASK}\n")
+        );
     }
 }
