@@ -375,7 +375,7 @@ fn bad_input_is_a_clear_error() {
     let cases = [
         (
             r#"ec2::launch(#{ name: "x", image: "centos-7" });"#,
-            "unknown image 'centos-7'; available images: debian-12, ubuntu-22.04",
+            "unknown image 'centos-7'; available images: debian-12, debian-13, debian-sid, ubuntu-22.04",
         ),
         (
             r#"ec2::launch(#{ name: "x", instance_type: "m9.huge" });"#,
