@@ -186,11 +186,22 @@ impl LocalProvider {
                 }
             }
         }
-        drop(applied);
+        // Still under the lock, so concurrent launches restart each once;
+        // looked at afresh, as one of them may have done it already.
         for c in containers
             .iter()
             .filter(|c| c.stranded() && !failed.contains(&c.id))
         {
+            let now = instances::inspect(
+                &self.docker,
+                self.lab(),
+                &c.instance.name,
+                &self.network_name(),
+            )
+            .await?;
+            if !now.is_some_and(|now| now.stranded()) {
+                continue;
+            }
             self.docker
                 .restart_container(
                     &c.id,
@@ -207,6 +218,7 @@ impl LocalProvider {
                     )
                 })?;
         }
+        drop(applied);
         first_error.map_or(Ok(()), Err)
     }
 
