@@ -53,7 +53,10 @@ fn flavour(t: &Test, lab: &str) -> (String, String) {
 }
 
 fn docker_out(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().expect("docker CLI");
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker CLI");
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -255,13 +258,17 @@ fn shipped_lab_on(image: &str, expect_flavour: &str, version_prefix: &str, unit:
         .file("outsider.rhai", OUTSIDER)
         .file("flavour.rhai", FLAVOUR);
     let image_arg = format!("image={image}");
-    let first = t.run_with(&[PLAYBOOK, "--lab", &lab, "--set", &image_arg, "--output", "json"]);
+    let first = t.run_with(&[
+        PLAYBOOK, "--lab", &lab, "--set", &image_arg, "--output", "json",
+    ]);
     first.assert_code(0);
     let (f, v) = flavour(&t, &lab);
     assert_eq!(f, expect_flavour, "{image}: {f} {v}");
     assert!(v.starts_with(version_prefix), "{image}: {v}");
 
-    let second = t.run_with(&[PLAYBOOK, "--lab", &lab, "--set", &image_arg, "--output", "json"]);
+    let second = t.run_with(&[
+        PLAYBOOK, "--lab", &lab, "--set", &image_arg, "--output", "json",
+    ]);
     second.assert_code(0);
     let end = second.events().pop().unwrap();
     assert_eq!(end["changed"], 0, "{image}: {}", second.stdout);
