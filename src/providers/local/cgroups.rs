@@ -147,26 +147,36 @@ impl HostCgroups {
     }
 
     /// Removes the parent cgroup of a removed instance container, if it is
-    /// empty (the engine makes it, via the bind mount, and leaves it;
-    /// systemd removes its slices itself). Best effort: a leftover is an
-    /// empty directory.
-    pub fn remove_parent(self, container: &str) {
-        let Some((root, _, path)) = self.layout(container) else {
-            return;
+    /// empty: the engine makes it (and, on a hybrid host, one in every v1
+    /// hierarchy) and leaves it; with the systemd driver it is a slice that
+    /// stays active until stopped. Whether nothing is left; the engine may
+    /// still be removing the container's own cgroup below it, so callers
+    /// try again a little later.
+    pub fn remove_parent(self, container: &str) -> bool {
+        let Some((root, parent, path)) = self.layout(container) else {
+            return true;
+        };
+        let gone = |dir: std::path::PathBuf| match std::fs::remove_dir(&dir) {
+            Ok(()) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
         };
         match self {
-            HostCgroups::V2 { systemd: true } | HostCgroups::V1 => {}
-            HostCgroups::V2 { systemd: false } => {
-                let _ = std::fs::remove_dir(format!("{root}{path}"));
-            }
+            HostCgroups::V1 => true,
+            HostCgroups::V2 { systemd: true } => std::process::Command::new("systemctl")
+                .args(["stop", &parent])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success()),
+            HostCgroups::V2 { systemd: false } => gone(format!("{root}{path}").into()),
             // The engine made the parent in every v1 hierarchy too.
-            HostCgroups::Hybrid => {
-                if let Ok(dirs) = std::fs::read_dir("/sys/fs/cgroup") {
-                    for d in dirs.flatten() {
-                        let _ = std::fs::remove_dir(d.path().join(path.trim_start_matches('/')));
-                    }
-                }
-            }
+            HostCgroups::Hybrid => std::fs::read_dir("/sys/fs/cgroup")
+                .map(|dirs| {
+                    dirs.flatten()
+                        .map(|d| gone(d.path().join(path.trim_start_matches('/'))))
+                        .fold(true, |all, one| all && one)
+                })
+                .unwrap_or(true),
         }
     }
 }

@@ -416,17 +416,25 @@ impl LocalProvider {
             .await?;
         self.remove_container(&holder::holder_name(self.lab(), name))
             .await?;
-        self.forget_cgroup(&instances::container_name(self.lab(), name));
+        self.forget_cgroup(&instances::container_name(self.lab(), name))
+            .await;
         Ok(removed)
     }
 
-    /// Removes the (by now empty) parent cgroup of a removed instance
-    /// container where labrun can: on the engine's own machine.
-    fn forget_cgroup(&self, container: &str) {
-        if docker::engine_is_local()
-            && let Some(cg) = HostCgroups::seen_here(&self.engine)
-        {
-            cg.remove_parent(container);
+    /// Removes the parent cgroup of a removed instance container where
+    /// labrun can (on the engine's own machine), giving the engine a moment
+    /// to remove the container's own cgroup first. Best effort: a leftover
+    /// is an empty directory.
+    async fn forget_cgroup(&self, container: &str) {
+        let Some(cg) = HostCgroups::seen_here(&self.engine).filter(|_| docker::engine_is_local())
+        else {
+            return;
+        };
+        for _ in 0..20 {
+            if cg.remove_parent(container) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }
 
@@ -675,7 +683,7 @@ impl Provider for LocalProvider {
                 if let Some((_, instance)) = instance {
                     lines.push(format!("removed instance {instance} (container {name})"));
                     instances_removed.insert(instance.to_string());
-                    self.forget_cgroup(&name);
+                    self.forget_cgroup(&name).await;
                     continue;
                 }
                 // A holder goes with its instance, unless that was gone.
