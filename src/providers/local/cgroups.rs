@@ -172,9 +172,11 @@ impl HostCgroups {
             // The engine made the parent in every v1 hierarchy too.
             HostCgroups::Hybrid => std::fs::read_dir("/sys/fs/cgroup")
                 .map(|dirs| {
+                    // Every one is tried, whatever the others did.
                     dirs.flatten()
-                        .map(|d| gone(d.path().join(path.trim_start_matches('/'))))
-                        .fold(true, |all, one| all && one)
+                        .filter(|d| !gone(d.path().join(path.trim_start_matches('/'))))
+                        .count()
+                        == 0
                 })
                 .unwrap_or(true),
         }
