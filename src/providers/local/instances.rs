@@ -23,7 +23,7 @@ pub const LABEL_IMAGE: &str = "labrun.image";
 pub const LABEL_TYPE: &str = "labrun.instance_type";
 pub const LABEL_GROUPS: &str = "labrun.security_groups";
 pub const LABEL_LAUNCHED: &str = "labrun.launched_at";
-/// The private IP, so a holder removed by hand can be made again.
+/// The private IP, known even when the holder (which has it) is gone.
 pub const LABEL_IP: &str = "labrun.private_ip";
 /// Set on containers that are no instances: network holders, image builds,
 /// firewall helpers.

@@ -321,9 +321,8 @@ impl LocalProvider {
         }
     }
 
-    /// The existing instance of a launch, brought up in order: its holder
-    /// (made again if it was removed), the holder's table, then the
-    /// instance itself; recorded.
+    /// The existing instance of a launch, brought up in order: its holder,
+    /// the holder's table, then the instance itself; recorded.
     async fn resume(&self, c: Container, spec: &InstanceSpec) -> ProviderResult<(Instance, bool)> {
         let mut changed = false;
         let i = &c.instance;
@@ -351,23 +350,16 @@ impl LocalProvider {
                 h.id.clone()
             }
             None => {
-                let ip = c.ip().ok_or_else(|| {
-                    ProviderError::State(format!(
-                        "instance {} lost its network and its address is unknown; terminate it",
-                        spec.name
-                    ))
-                })?;
-                let net = self.network().await?.clone();
-                let hname = self
-                    .create_holder(&spec.name, &c.image_ref, &net, ip)
-                    .await?;
-                self.start(
-                    &hname,
-                    format!("starting the network of instance {}", spec.name),
-                )
-                .await?;
-                changed = true;
-                hname
+                // The engine ties the instance to its holder's id: there is
+                // no joining a new one. Stopped, as it has no network anyway.
+                self.stop(&c).await?;
+                return Err(ProviderError::State(format!(
+                    "instance {} lost its network: container {} was removed outside labrun, \
+                     and the instance cannot be started without it; terminate it (or `labrun \
+                     destroy`) and launch it anew",
+                    spec.name,
+                    holder::holder_name(self.lab(), &spec.name)
+                )));
             }
         };
         self.applied.lock().await.remove(&holder_id);
