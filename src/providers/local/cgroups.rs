@@ -48,12 +48,14 @@ const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 impl HostCgroups {
     /// From the engine's `docker info`; on a v1 engine, whether its host
     /// also has the unified tree (looked at directly when the engine is on
-    /// this machine, else asked of a throwaway container of `probe_image`).
+    /// this machine, else asked of a throwaway container of `probe_image`,
+    /// labelled for `lab` so `labrun destroy` finds it if labrun dies).
     pub async fn detect(
         docker: &Docker,
         info: &SystemInfo,
         engine_is_local: bool,
         probe_image: &str,
+        lab: &str,
     ) -> ProviderResult<HostCgroups> {
         use bollard::models::{SystemInfoCgroupDriverEnum as D, SystemInfoCgroupVersionEnum as V};
         if info.cgroup_version == Some(V::_2) {
@@ -64,7 +66,7 @@ impl HostCgroups {
         let unified = if engine_is_local {
             is_cgroup2("/sys/fs/cgroup/unified")
         } else {
-            probe_unified(docker, probe_image).await?
+            probe_unified(docker, probe_image, lab).await?
         };
         Ok(if unified {
             HostCgroups::Hybrid
@@ -199,13 +201,13 @@ fn is_cgroup2(_path: &str) -> bool {
 
 /// Whether the engine's host has a cgroup2 tree at
 /// `/sys/fs/cgroup/unified`, asked of a throwaway container.
-async fn probe_unified(docker: &Docker, image: &str) -> ProviderResult<bool> {
+async fn probe_unified(docker: &Docker, image: &str, lab: &str) -> ProviderResult<bool> {
     use bollard::models::{ContainerCreateBody, HostConfig};
     use bollard::query_parameters::{CreateContainerOptions, LogsOptions, WaitContainerOptions};
     use futures_util::StreamExt;
 
     use super::docker::{api, discard_container};
-    use super::instances::LABEL_ROLE;
+    use super::instances::{LABEL_LAB, LABEL_ROLE};
 
     let body = ContainerCreateBody {
         image: Some(image.to_string()),
@@ -217,10 +219,10 @@ async fn probe_unified(docker: &Docker, image: &str) -> ProviderResult<bool> {
             "/host/unified".into(),
         ]),
         cmd: Some(vec![]),
-        labels: Some(std::collections::HashMap::from([(
-            LABEL_ROLE.to_string(),
-            "cgroup-probe".to_string(),
-        )])),
+        labels: Some(std::collections::HashMap::from([
+            (LABEL_LAB.to_string(), lab.to_string()),
+            (LABEL_ROLE.to_string(), "cgroup-probe".to_string()),
+        ])),
         host_config: Some(HostConfig {
             binds: Some(vec!["/sys/fs/cgroup:/host:ro".into()]),
             network_mode: Some("none".into()),

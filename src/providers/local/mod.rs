@@ -111,6 +111,7 @@ impl LocalProvider {
                     &self.engine,
                     docker::engine_is_local(),
                     probe_image,
+                    self.lab(),
                 )
             })
             .await
