@@ -41,10 +41,12 @@ ensure_rust() {
 }
 
 # ensure_docker: Docker Engine (Debian's docker.io) running, plus what the
-# local provider uses on the host: debootstrap (base images), nft and
-# nsenter (security groups), the ssh client (tests).
+# local provider uses on the host: debootstrap and the Debian archive
+# keyring (base images: debian-12, -13 and -sid), nft and nsenter (security
+# groups), the ssh client (tests).
 ensure_docker() {
-    ensure_apt docker.io tini debootstrap nftables util-linux tar openssh-client ca-certificates
+    ensure_apt docker.io tini debootstrap debian-archive-keyring nftables util-linux tar \
+        openssh-client ca-certificates
     docker info >/dev/null 2>&1 && return 0
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
         log "starting docker (systemd)"

@@ -71,6 +71,22 @@ impl MysqlError {
                 state: s.state,
                 message: s.message,
             },
+            // MySQL 8 and 9 answer a user they do not know from this host
+            // with a decoy plugin, sometimes sha256_password, which the
+            // driver cannot speak, instead of ERROR 1045.
+            mysql_async::Error::Driver(mysql_async::DriverError::UnknownAuthPlugin { name })
+                if connecting =>
+            {
+                MysqlError::Connect {
+                    addr: addr.to_string(),
+                    reason: format!(
+                        "the server asked for authentication plugin {name}, which labrun's \
+                         client does not speak; MySQL asks this of an account it does not \
+                         have for this user and host (access denied) or of one using that \
+                         plugin"
+                    ),
+                }
+            }
             _ if connecting => MysqlError::Connect {
                 addr: addr.to_string(),
                 reason,

@@ -20,6 +20,52 @@ let r = s.run(`nc -z -w 3 ${server.private_ip} 3306`, #{ check: false });
 print(`PROBE code=${r.code}`);
 "#;
 
+/// What the server of a converged lab says it is, asked over the MySQL
+/// protocol from the client, as the lab's remote user.
+const FLAVOUR: &str = r#"
+let server = ec2::find("mysql-server");
+let client = ec2::find("mysql-client");
+let db = mysql::connect(#{ host: server.private_ip, user: "remote_user",
+    password: secret("mysql_user_password"), via: ssh::connect(client) });
+let v = db.server();
+print(`FLAVOUR ${v.flavor} ${v.version}`);
+print(`DATABASES ${db.query("SHOW DATABASES").map(|r| r.Database)}`);
+db.close();
+"#;
+
+/// The (flavour, version) line FLAVOUR printed.
+fn flavour(t: &Test, lab: &str) -> (String, String) {
+    let out = t.run_with(&["flavour.rhai", "--lab", lab]);
+    out.assert_code(0);
+    assert!(
+        out.stderr.contains("DATABASES [") && out.stderr.contains("\"testing_123\""),
+        "{}",
+        out.stderr
+    );
+    let line = out
+        .stderr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("FLAVOUR "))
+        .unwrap_or_else(|| panic!("no FLAVOUR line:\n{}", out.stderr))
+        .to_string();
+    let (f, v) = line.split_once(' ').unwrap();
+    (f.to_string(), v.to_string())
+}
+
+fn docker_out(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker CLI");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+    .trim()
+    .to_string()
+}
+
 fn instance_ids(t: &Test, lab: &str) -> Vec<String> {
     let text = std::fs::read_to_string(t.lab_dir(lab).join("ledger.json")).unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -65,7 +111,9 @@ fn labelled(lab: &str) -> String {
 #[test]
 fn the_shipped_lab_works_converges_holds_and_cleans_up() {
     let lab = format!("e2e-lab-{}", std::process::id());
-    let t = Test::new().file("outsider.rhai", OUTSIDER);
+    let t = Test::new()
+        .file("outsider.rhai", OUTSIDER)
+        .file("flavour.rhai", FLAVOUR);
     let mut outputs = Vec::new();
 
     let first = t.run_with(&[PLAYBOOK, "--lab", &lab, "--output", "json"]);
@@ -79,6 +127,9 @@ fn the_shipped_lab_works_converges_holds_and_cleans_up() {
     let ids = instance_ids(&t, &lab);
     assert_eq!(ids.len(), 2);
     outputs.push(first);
+    let (f, v) = flavour(&t, &lab);
+    assert_eq!(f, "mariadb", "debian-12 has MariaDB {v}");
+    assert!(v.starts_with("10.11."), "{v}");
 
     // A third instance on the same network is refused on 3306.
     let probe = t.run_with(&["outsider.rhai", "--lab", &lab]);
@@ -195,4 +246,99 @@ fn the_two_clients_variant_admits_only_the_allowed_client() {
             assert!(!out.all().contains(v), "secret {name} leaked");
         }
     }
+}
+
+/// The shipped lab on another image: it runs end to end, the server is the
+/// flavour the image has, a second run changes nothing, the outsider is
+/// refused, and a restart of the server brings MySQL back by itself
+/// (systemd) with its group still enforced.
+fn shipped_lab_on(image: &str, expect_flavour: &str, version_prefix: &str, unit: &str) {
+    let lab = format!("e2e-{image}-{}", std::process::id());
+    let t = Test::new()
+        .file("outsider.rhai", OUTSIDER)
+        .file("flavour.rhai", FLAVOUR);
+    let image_arg = format!("image={image}");
+    let first = t.run_with(&[
+        PLAYBOOK, "--lab", &lab, "--set", &image_arg, "--output", "json",
+    ]);
+    first.assert_code(0);
+    let (f, v) = flavour(&t, &lab);
+    assert_eq!(f, expect_flavour, "{image}: {f} {v}");
+    assert!(v.starts_with(version_prefix), "{image}: {v}");
+
+    let second = t.run_with(&[
+        PLAYBOOK, "--lab", &lab, "--set", &image_arg, "--output", "json",
+    ]);
+    second.assert_code(0);
+    let end = second.events().pop().unwrap();
+    assert_eq!(end["changed"], 0, "{image}: {}", second.stdout);
+    assert_eq!(end["failed"], 0);
+
+    let server = format!("labrun-{lab}.mysql-server");
+    assert_eq!(
+        docker_out(&["exec", &server, "systemctl", "is-enabled", unit]),
+        "enabled"
+    );
+    if expect_flavour == "mysql" {
+        // The tutorial's file, and validate_password at STRONG.
+        let cnf = docker_out(&[
+            "exec",
+            &server,
+            "grep",
+            "^bind-address",
+            "/etc/mysql/mysql.conf.d/mysqld.cnf",
+        ]);
+        assert!(cnf.ends_with("= 0.0.0.0"), "{cnf}");
+        let policy = docker_out(&[
+            "exec",
+            &server,
+            "mysql",
+            "--defaults-extra-file=/root/.my.cnf",
+            "-N",
+            "-B",
+            "-e",
+            "SELECT @@GLOBAL.validate_password.policy",
+        ]);
+        assert_eq!(policy, "STRONG");
+    }
+    // Restart the server instance; no labrun run in between.
+    docker_out(&["restart", "-t", "10", &server]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while docker_out(&["exec", &server, "systemctl", "is-active", unit]) != "active" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{image}: {unit} did not come back after a restart"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let probe = t.run_with(&["outsider.rhai", "--lab", &lab]);
+    probe.assert_code(0);
+    assert!(
+        probe.stderr.contains("PROBE code=1"),
+        "{image}: the outsider reached 3306 after a restart:\n{}",
+        probe.stderr
+    );
+    assert_eq!(flavour(&t, &lab).0, expect_flavour);
+
+    let destroy = t.run_with(&["destroy", "--lab", &lab]);
+    destroy.assert_code(0);
+    assert_eq!(labelled(&lab), "", "something survived destroy");
+    for (name, v) in t.secrets(&lab) {
+        let v = v.as_str().unwrap();
+        for out in [&first, &second, &destroy] {
+            assert!(!out.all().contains(v), "secret {name} leaked");
+        }
+    }
+}
+
+/// Debian 13: MariaDB 11.8.
+#[test]
+fn the_shipped_lab_on_debian_13_runs_mariadb_11() {
+    shipped_lab_on("debian-13", "mariadb", "11.8.", "mariadb");
+}
+
+/// Debian sid: Oracle's MySQL, configured as the tutorial has it.
+#[test]
+fn the_shipped_lab_on_debian_sid_runs_mysql() {
+    shipped_lab_on("debian-sid", "mysql", "9.", "mysql");
 }

@@ -375,7 +375,7 @@ fn bad_input_is_a_clear_error() {
     let cases = [
         (
             r#"ec2::launch(#{ name: "x", image: "centos-7" });"#,
-            "unknown image 'centos-7'; available images: debian-12, ubuntu-22.04",
+            "unknown image 'centos-7'; available images: debian-12, debian-13, debian-sid, ubuntu-22.04",
         ),
         (
             r#"ec2::launch(#{ name: "x", instance_type: "m9.huge" });"#,
@@ -619,4 +619,317 @@ fn status_images_and_destroy_speak_json() {
         out.events()[0]["labs"][0]["instances"],
         serde_json::json!([])
     );
+}
+
+/// Decodes a `CapEff:` hex mask from /proc/PID/status.
+fn effective_caps(status: &str) -> u64 {
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .unwrap_or_else(|| panic!("no CapEff in {status}"))
+        .trim();
+    u64::from_str_radix(hex, 16).unwrap()
+}
+const CAP_NET_ADMIN: u64 = 1 << 12;
+const CAP_NET_RAW: u64 = 1 << 13;
+
+/// A systemd unit the test enables: a listener on 8080 that must come back
+/// by itself after a restart.
+const LISTENER_UNIT: &str = "[Unit]\nDescription=test listener\n\n[Service]\n\
+    ExecStart=/usr/bin/nc -lk 8080\n\n[Install]\nWantedBy=multi-user.target\n";
+
+const SYSTEMD_LAB: &str = r#"
+let web = sg::ensure(#{ name: "web", description: "8080 from group client, ssh from the operator" });
+let client = sg::ensure(#{ name: "client" });
+web.allow(#{ port: 22, from: operator_cidr() });
+web.allow(#{ port: 8080, from: client });
+let xs = ec2::launch([
+    #{ name: "a", security_groups: [web] },
+    #{ name: "b", security_groups: [client] },
+    #{ name: "c" },
+]);
+for x in xs {
+    print(`inst ${x.name} ${x.id} ${x.private_ip} ${x.ssh_port} ${x.state} ${x.user}`);
+}
+"#;
+
+fn systemctl_state(container: &str) -> String {
+    let (_, out) = docker(&[
+        "exec",
+        container,
+        "systemctl",
+        "is-system-running",
+        "--wait",
+    ]);
+    out.trim().to_string()
+}
+
+/// Waits until `container`'s systemd has finished booting; its state.
+fn booted(container: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let state = systemctl_state(container);
+        if state == "running" || state == "degraded" {
+            return state;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{container}: systemd never finished booting: {state}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Waits until a unit of `container` is active.
+fn active(container: &str, unit: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !docker(&["exec", container, "systemctl", "is-active", "--quiet", unit]).0 {
+        assert!(
+            Instant::now() < deadline,
+            "{container}: {unit} never became active"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn instances_boot_systemd_without_network_privileges_and_keep_their_groups_across_restarts() {
+    let lab = unique_lab("sysd");
+    let _cleanup = Cleanup(lab.clone());
+    let t = Test::new().file("lab.rhai", SYSTEMD_LAB);
+    let first = t.run_with(&["lab.rhai", "--lab", &lab]);
+    first.assert_code(0);
+    let (a, b) = (seen(&first, "a"), seen(&first, "b"));
+    let (ca, cb, cc) = (
+        container(&lab, "a"),
+        container(&lab, "b"),
+        container(&lab, "c"),
+    );
+
+    // systemd is PID 1 and boots without failed units of ours.
+    for c in [&ca, &cb, &cc] {
+        let (_, comm) = docker(&["exec", c, "cat", "/proc/1/comm"]);
+        assert_eq!(comm.trim(), "systemd", "{c}");
+        let state = booted(c);
+        let (_, failed) = docker(&["exec", c, "systemctl", "--failed", "--plain", "--no-legend"]);
+        assert!(
+            state == "running" || state == "degraded",
+            "{c}: {state}: {failed}"
+        );
+        for unit in ["ssh", "labrun", "systemd-journald", "dbus"] {
+            assert!(!failed.contains(unit), "{c}: failed units: {failed}");
+        }
+        active(c, "ssh.service");
+        // No NET_RAW or NET_ADMIN for PID 1, nor for root's processes.
+        let (_, status) = docker(&["exec", c, "cat", "/proc/1/status"]);
+        let caps = effective_caps(&status);
+        assert_eq!(
+            caps & (CAP_NET_RAW | CAP_NET_ADMIN),
+            0,
+            "{c}: CapEff {caps:x}"
+        );
+    }
+
+    // Over SSH: sudo works without NET_RAW, the learner's tools are there,
+    // and ping works through ICMP sockets.
+    let out = ssh_when_up(
+        &t,
+        &lab,
+        a.port,
+        "sudo id -u; sudo grep CapEff /proc/self/status; \
+         for p in vi nano less sudo ip ss ping curl journalctl; do command -v $p >/dev/null || echo missing $p; done; \
+         ping -c 1 -W 2 127.0.0.1 >/dev/null && echo ping-ok",
+    );
+    assert!(out.starts_with("0\n"), "{out}");
+    let caps = effective_caps(&out);
+    assert_eq!(
+        caps & (CAP_NET_RAW | CAP_NET_ADMIN),
+        0,
+        "sudo: CapEff {caps:x}"
+    );
+    assert!(!out.contains("missing"), "{out}");
+    assert!(out.contains("ping-ok"), "{out}");
+
+    // An enabled service: 8080, open to B (group client) only.
+    let (ok, out) = docker(&[
+        "exec",
+        &ca,
+        "sh",
+        "-c",
+        &format!(
+            "printf '{}' > /etc/systemd/system/labrun-test-listener.service && \
+             systemctl daemon-reload && systemctl enable --now labrun-test-listener.service",
+            LISTENER_UNIT.replace('\n', "\\n")
+        ),
+    ]);
+    assert!(ok, "enabling the listener: {out}");
+    listen_ready(&ca, 8080);
+    let probe = |what: &str| {
+        assert!(
+            reachable_from(&cb, &a.ip, 8080),
+            "{what}: B must reach A:8080"
+        );
+        assert!(
+            !reachable_from(&cc, &a.ip, 8080),
+            "{what}: C must not reach A:8080"
+        );
+        assert!(
+            !reachable_from(&cc, &a.ip, 22),
+            "{what}: C must not reach A:22"
+        );
+    };
+    probe("before the restart");
+
+    // `docker restart` with no labrun run after it: the group holds, and
+    // the enabled service is back by itself.
+    let (ok, out) = docker(&["restart", "-t", "5", &ca]);
+    assert!(ok, "{out}");
+    booted(&ca);
+    active(&ca, "labrun-test-listener.service");
+    listen_ready(&ca, 8080);
+    probe("after docker restart of the instance");
+    let (_, status) = docker(&["exec", &ca, "cat", "/proc/1/status"]);
+    assert_eq!(effective_caps(&status) & (CAP_NET_RAW | CAP_NET_ADMIN), 0);
+
+    // Restarting the network holder cuts the instance off (fail closed)
+    // until labrun applies the group to the new namespace and moves the
+    // instance into it.
+    let holder = format!("labrunnet-{lab}.a");
+    let (ok, out) = docker(&["restart", "-t", "1", &holder]);
+    assert!(ok, "{out}");
+    assert!(
+        !reachable_from(&cb, &a.ip, 8080),
+        "a restarted holder must not leave A open or half-connected"
+    );
+    assert!(!reachable_from(&cc, &a.ip, 8080));
+    let again = t.run_with(&["lab.rhai", "--lab", &lab]);
+    again.assert_code(0);
+    assert_eq!(seen(&again, "a").id, a.id, "same instance");
+    assert_eq!(seen(&again, "b"), b);
+    booted(&ca);
+    active(&ca, "labrun-test-listener.service");
+    listen_ready(&ca, 8080);
+    probe("after labrun re-applied a restarted holder");
+    ssh_when_up(&t, &lab, seen(&again, "a").port, "true");
+
+    destroy_and_check(&t, &lab);
+}
+
+/// Waits until something listens on `port` inside `container`.
+fn listen_ready(container: &str, port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !docker(&[
+        "exec",
+        container,
+        "nc",
+        "-z",
+        "-w",
+        "1",
+        "127.0.0.1",
+        &port.to_string(),
+    ])
+    .0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on {container}:{port}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Whether labrun applies security groups with nsenter on this machine (as
+/// root, with the engine here), where a failing `nft` can be put first on
+/// its PATH.
+fn nsenter_firewall_here() -> bool {
+    let root = unsafe { libc::geteuid() } == 0;
+    root && std::env::var("DOCKER_HOST").map_or(true, |h| h.is_empty() || h.starts_with("unix://"))
+        && Command::new("nsenter").arg("--version").output().is_ok()
+}
+
+#[test]
+fn an_instance_whose_group_cannot_be_applied_is_stopped_and_says_why() {
+    assert!(
+        nsenter_firewall_here(),
+        "this test needs root and a local engine (labrun's nsenter firewall path), as CI has"
+    );
+    let lab = unique_lab("fwfail");
+    let _cleanup = Cleanup(lab.clone());
+    // A real failure of the apply path: an `nft` that refuses every
+    // ruleset, first on the PATH labrun runs nsenter with.
+    let t = Test::new()
+        .file(
+            "lab.rhai",
+            r#"
+            let p = params(#{ port: 8080 });
+            let g = sg::ensure(#{ name: "g" });
+            g.allow(#{ port: 22, from: operator_cidr() });
+            let x = ec2::launch(#{ name: "x", security_groups: [g] });
+            g.allow(#{ port: p.port, from: "10.0.0.0/8" });
+            print(`inst ${x.name} ${x.id} ${x.private_ip} ${x.ssh_port} ${x.state} ${x.user}`);
+            "#,
+        )
+        .file(
+            "bin/nft",
+            "#!/bin/sh\necho 'nft: Error: the test refuses this ruleset' >&2\nexit 1\n",
+        );
+    let bin = t.dir().join("bin");
+    std::fs::set_permissions(
+        bin.join("nft"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let failing_path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let cx = container(&lab, "x");
+    let running = |c: &str| {
+        let (_, state) = docker(&["inspect", "-f", "{{.State.Running}}", c]);
+        state.trim() == "true"
+    };
+
+    // A new instance never starts.
+    let out = t
+        .command()
+        .args(["lab.rhai", "--lab", &lab])
+        .env("LABRUN_FIREWALL", "nsenter")
+        .env("PATH", &failing_path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("security groups of instance x; the instance is stopped"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("the test refuses this ruleset"), "{stderr}");
+    assert!(!running(&cx), "x must not run without its group");
+
+    // With a working nft it comes up, with its group.
+    let ok = t.run_with(&["lab.rhai", "--lab", &lab]);
+    ok.assert_code(0);
+    let x = seen(&ok, "x");
+    ssh_when_up(&t, &lab, x.port, "true");
+
+    // A rule change that cannot be applied stops the running instance.
+    let out = t
+        .command()
+        .args(["lab.rhai", "--lab", &lab, "--set", "port=9090"])
+        .env("LABRUN_FIREWALL", "nsenter")
+        .env("PATH", &failing_path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("security groups of instance x; the instance is stopped"),
+        "{stderr}"
+    );
+    assert!(
+        !running(&cx),
+        "x must be stopped when its group cannot be applied"
+    );
+    destroy_and_check(&t, &lab);
 }

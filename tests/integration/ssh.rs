@@ -595,6 +595,10 @@ fn ssh_service_without_systemd() {
         "svc.rhai",
         r#"
 import "check" as check;
+// Local instances boot systemd: hiding its marker makes `service` (and the
+// check labrun's service() makes) take the init-script path, as on a host
+// without systemd.
+A.sudo("mv /run/systemd/system /run/systemd/system.hidden-by-test");
 check::equal(A.file_exists("/run/systemd/system"), false, "no systemd here");
 A.write_file("/etc/init.d/labrun-demo", `#!/bin/sh
 PIDFILE=/run/labrun-demo.pid
@@ -625,6 +629,39 @@ A.service("no-such-service", "started");
         .assert_stderr_contains("changed stop (")
         .assert_stderr_contains("ok      stop again (")
         .assert_stderr_contains("ssh.service: `service no-such-service started` failed on");
+}
+
+/// The same states through systemd, as on local instances and EC2 alike.
+#[test]
+fn ssh_service_with_systemd() {
+    let h = Hosts::new(1);
+    let out = h.run(
+        "svc.rhai",
+        r#"
+import "check" as check;
+check::equal(A.file_exists("/run/systemd/system"), true, "systemd runs here");
+A.write_file("/etc/systemd/system/labrun-demo.service",
+    "[Service]\nExecStart=/bin/sleep 100000\n\n[Install]\nWantedBy=multi-user.target\n");
+A.sudo("systemctl daemon-reload");
+let main_pid = || { let p = A.run("systemctl show -p MainPID --value labrun-demo").stdout; p.trim(); p };
+check::equal(step("start", || A.service("labrun-demo", "started")), true, "start");
+let pid = main_pid.call();
+check::equal(step("start again", || A.service("labrun-demo", "started")), false, "start again");
+check::equal(A.service("labrun-demo", "restarted"), true, "restart");
+check::that(main_pid.call() != pid, "restart made a new process");
+check::equal(step("stop", || A.service("labrun-demo", "stopped")), true, "stop");
+check::equal(step("stop again", || A.service("labrun-demo", "stopped")), false, "stop again");
+check::equal(A.run("pgrep -x sleep", #{check: false}).code, 1, "no daemon left");
+A.service("no-such-service", "started");
+"#,
+        &[],
+    );
+    out.assert_code(1)
+        .assert_stderr_contains("changed start (")
+        .assert_stderr_contains("ok      start again (")
+        .assert_stderr_contains("changed stop (")
+        .assert_stderr_contains("ok      stop again (")
+        .assert_stderr_contains("`service no-such-service started` failed on");
 }
 
 #[test]

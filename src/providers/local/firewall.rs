@@ -1,11 +1,12 @@
-//! Security groups, enforced: each instance's network namespace carries one
-//! nftables table, `inet labrun`, that implements exactly the ingress rules
-//! of its groups (default deny; established/related and loopback allowed;
-//! egress open). The table is written from outside the instance, so root
-//! inside (which has no CAP_NET_ADMIN) cannot change it: with
-//! `nsenter -t PID -n nft -f -` from the host when the engine is local and
-//! labrun is root, else from a short-lived helper container that shares only
-//! the instance's network namespace and holds NET_ADMIN.
+//! Security groups, enforced: each instance's network namespace (owned by
+//! its network holder, see `holder`) carries one nftables table, `inet
+//! labrun`, that implements exactly the ingress rules of its groups
+//! (default deny; established/related and loopback allowed; egress open).
+//! The table is written from outside the instance, so root inside (which
+//! has no CAP_NET_ADMIN) cannot change it: with `nsenter -t PID -n nft -f -`
+//! into the holder from the host when the engine is local and labrun is
+//! root, else from a short-lived helper container that shares only the
+//! holder's network namespace and holds NET_ADMIN.
 //!
 //! [`render`] is a pure function of the groups; the whole table is replaced
 //! in one nft transaction, so a change is atomic.
@@ -80,6 +81,18 @@ pub fn render(groups: &[SecurityGroup], members: &BTreeMap<String, Vec<Ipv4Addr>
     out
 }
 
+/// The table a network holder installs itself when it starts: default
+/// deny, like an instance without groups. It adds to a table labrun may
+/// already have applied instead of replacing it, so whichever comes first,
+/// the namespace is never open and labrun's rules stay.
+pub fn boot_ruleset() -> String {
+    let full = render(&[], &BTreeMap::new());
+    let (_, table) = full
+        .split_once("flush table inet labrun\n")
+        .expect("render starts with a flush");
+    table.to_string()
+}
+
 /// How rulesets reach an instance's network namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -117,11 +130,11 @@ impl Mode {
     }
 }
 
-/// What an instance's table must be applied to.
+/// What an instance's table must be applied to: its network holder.
 pub struct Target<'a> {
     pub container_id: &'a str,
     pub pid: i64,
-    /// The image the instance runs (has nft, for the helper container).
+    /// The image the holder runs (has nft, for the helper container).
     pub image: &'a str,
     pub lab: &'a str,
 }
@@ -287,6 +300,14 @@ mod tests {
             to_port: to,
             source,
         }
+    }
+
+    #[test]
+    fn the_boot_table_denies_and_adds_instead_of_replacing() {
+        let boot = boot_ruleset();
+        assert!(boot.starts_with("table inet labrun {\n"), "{boot}");
+        assert!(!boot.contains("flush"), "{boot}");
+        assert!(boot.contains("policy drop;") && !boot.contains("dport"));
     }
 
     #[test]

@@ -1,16 +1,20 @@
 //! The local provider: EC2 on one machine, with Docker Engine.
 //!
-//! An instance is a container from a labrun base image (sshd, login user
-//! `ubuntu`), on the lab's own bridge network (its "VPC") with a fixed
-//! private IP, CPU and memory limited by its instance type, its SSH port
+//! An instance is a container from a labrun base image booting systemd as
+//! PID 1 (sshd, login user `ubuntu`), CPU and memory limited by its
+//! instance type, without the capabilities a server does not need. Its
+//! network namespace belongs to a small holder container on the lab's own
+//! bridge network (its "VPC"), with a fixed private IP and the SSH port
 //! published on 127.0.0.1 only. Security groups live in the ledger and are
-//! enforced by nftables in each instance's network namespace. Everything is
-//! labelled `labrun.lab=<lab>` and recorded in the ledger before and after
-//! it is created.
+//! enforced by nftables in that namespace, which outlives restarts of the
+//! instance (see `holder`). Everything is labelled `labrun.lab=<lab>` and
+//! recorded in the ledger before and after it is created.
 
+pub mod cgroups;
 pub mod docker;
 pub mod firewall;
 pub mod groups;
+pub mod holder;
 pub mod host;
 pub mod image;
 pub mod instances;
@@ -21,11 +25,14 @@ use std::net::Ipv4Addr;
 
 use async_trait::async_trait;
 use bollard::Docker;
+use bollard::models::SystemInfo;
 use bollard::query_parameters::{
-    CreateContainerOptions, ListNetworksOptions, RemoveContainerOptions,
+    CreateContainerOptions, ListNetworksOptions, RemoveContainerOptions, RestartContainerOptions,
+    StopContainerOptions,
 };
 use serde_json::json;
 
+use self::cgroups::HostCgroups;
 use self::docker::api;
 use self::instances::Container;
 use self::network::LabNetwork;
@@ -35,16 +42,20 @@ use super::{
 };
 use crate::ledger::ResourceKind;
 
+/// Seconds systemd gets to shut an instance down (`docker stop`).
+const STOP_SECONDS: i32 = 10;
+
 pub struct LocalProvider {
     docker: Docker,
     scope: LabScope,
     operator_cidr: Option<String>,
     firewall: firewall::Mode,
-    host_cpus: i64,
+    engine: SystemInfo,
+    cgroups: tokio::sync::OnceCell<HostCgroups>,
     network: tokio::sync::OnceCell<LabNetwork>,
     /// Held while an instance's IP is chosen and its container created.
     launch_lock: tokio::sync::Mutex<()>,
-    /// The ruleset last applied per container: id → (start time, ruleset).
+    /// The ruleset last applied per holder: id → (start time, ruleset).
     /// Also serialises applies.
     applied: tokio::sync::Mutex<HashMap<String, (String, String)>>,
 }
@@ -57,13 +68,14 @@ impl LocalProvider {
         };
         let firewall = firewall::Mode::detect()?;
         let docker = docker::connect().await?;
-        let host_cpus = docker.info().await.ok().and_then(|i| i.ncpu).unwrap_or(1);
+        let engine = docker.info().await.unwrap_or_default();
         Ok(LocalProvider {
             docker,
             scope,
             operator_cidr,
             firewall,
-            host_cpus,
+            engine,
+            cgroups: tokio::sync::OnceCell::new(),
             network: tokio::sync::OnceCell::new(),
             launch_lock: tokio::sync::Mutex::new(()),
             applied: tokio::sync::Mutex::new(HashMap::new()),
@@ -78,6 +90,10 @@ impl LocalProvider {
         network::network_name(self.lab())
     }
 
+    fn host_cpus(&self) -> i64 {
+        self.engine.ncpu.unwrap_or(1)
+    }
+
     /// The lab's network, created on first need.
     async fn network(&self) -> ProviderResult<&LabNetwork> {
         self.network
@@ -85,14 +101,32 @@ impl LocalProvider {
             .await
     }
 
+    /// The engine host's cgroup layout, found out on first need
+    /// (`probe_image` runs the probe where it must be asked of a container).
+    async fn host_cgroups(&self, probe_image: &str) -> ProviderResult<HostCgroups> {
+        self.cgroups
+            .get_or_try_init(|| {
+                HostCgroups::detect(
+                    &self.docker,
+                    &self.engine,
+                    docker::engine_is_local(),
+                    probe_image,
+                    self.lab(),
+                )
+            })
+            .await
+            .copied()
+    }
+
     async fn containers(&self) -> ProviderResult<Vec<Container>> {
         instances::list(&self.docker, self.lab(), &self.network_name()).await
     }
 
-    /// Makes every running instance's firewall match its groups now. Only
-    /// instances whose ruleset or start time changed since the last apply
-    /// are touched, so a restarted container (its table is gone) gets it
-    /// back.
+    /// Makes every running holder's table match its instance's groups now
+    /// (only those whose ruleset or start time changed since the last
+    /// apply), then moves instances stranded by a restarted holder into its
+    /// new namespace. An instance whose table cannot be applied is stopped,
+    /// and the error says so.
     async fn enforce(&self, containers: &[Container]) -> ProviderResult<()> {
         let groups = groups::list(&self.scope.ledger);
         let mut members: BTreeMap<String, Vec<Ipv4Addr>> = BTreeMap::new();
@@ -103,43 +137,108 @@ impl LocalProvider {
         }
         let mut applied = self.applied.lock().await;
         let mut work = Vec::new();
-        for c in containers.iter().filter(|c| c.running()) {
+        for c in containers {
+            let Some(h) = c.holder.as_ref().filter(|h| h.running) else {
+                continue;
+            };
             let attached: Vec<SecurityGroup> = groups
                 .iter()
                 .filter(|g| c.instance.security_groups.contains(&g.id))
                 .cloned()
                 .collect();
             let ruleset = firewall::render(&attached, &members);
-            let key = (c.started_at.clone(), ruleset);
-            if applied.get(&c.id) != Some(&key) {
-                work.push((c, key));
+            let key = (h.started_at.clone(), ruleset);
+            if applied.get(&h.id) != Some(&key) {
+                work.push((c, h, key));
             }
         }
-        let results = futures_util::future::join_all(work.iter().map(|(c, (_, ruleset))| {
+        let results = futures_util::future::join_all(work.iter().map(|(_, h, (_, ruleset))| {
             let target = firewall::Target {
-                container_id: &c.id,
-                pid: c.pid,
-                image: &c.image_ref,
+                container_id: &h.id,
+                pid: h.pid,
+                image: &h.image_ref,
                 lab: self.lab(),
             };
             async move { firewall::apply(&self.docker, self.firewall, &target, ruleset).await }
         }))
         .await;
         let mut first_error = None;
-        for ((c, key), r) in work.into_iter().zip(results) {
+        let mut failed = BTreeSet::new();
+        for ((c, h, key), r) in work.into_iter().zip(results) {
             match r {
                 Ok(()) => {
-                    applied.insert(c.id.clone(), key);
+                    applied.insert(h.id.clone(), key);
                 }
                 Err(e) => {
-                    applied.remove(&c.id);
-                    first_error.get_or_insert(
-                        e.context(format!("security groups of instance {}", c.instance.name)),
-                    );
+                    applied.remove(&h.id);
+                    failed.insert(c.id.clone());
+                    let stopped = self.stop(c).await;
+                    let what = match stopped {
+                        Ok(()) => format!(
+                            "security groups of instance {}; the instance is stopped",
+                            c.instance.name
+                        ),
+                        Err(stop) => format!(
+                            "security groups of instance {} (stopping it failed too: {stop})",
+                            c.instance.name
+                        ),
+                    };
+                    first_error.get_or_insert(e.context(what));
                 }
             }
         }
+        // Still under the lock, so concurrent launches restart each once;
+        // looked at afresh, as one of them may have done it already.
+        for c in containers
+            .iter()
+            .filter(|c| c.stranded() && !failed.contains(&c.id))
+        {
+            let now = instances::inspect(
+                &self.docker,
+                self.lab(),
+                &c.instance.name,
+                &self.network_name(),
+            )
+            .await?;
+            if !now.is_some_and(|now| now.stranded()) {
+                continue;
+            }
+            self.docker
+                .restart_container(
+                    &c.id,
+                    Some(RestartContainerOptions {
+                        t: Some(STOP_SECONDS),
+                        ..Default::default()
+                    }),
+                )
+                .await
+                .map_err(|e| {
+                    api(
+                        format!("restarting instance {} into its network", c.instance.name),
+                        e,
+                    )
+                })?;
+        }
+        drop(applied);
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Stops an instance and its holder (whatever runs of them).
+    async fn stop(&self, c: &Container) -> ProviderResult<()> {
+        let options = StopContainerOptions {
+            t: Some(STOP_SECONDS),
+            ..Default::default()
+        };
+        let mut ids = vec![c.id.as_str()];
+        ids.extend(c.holder.as_ref().map(|h| h.id.as_str()));
+        for id in ids {
+            match self.docker.stop_container(id, Some(options.clone())).await {
+                Ok(()) => {}
+                Err(e) if docker::status(&e) == Some(304) || docker::is_not_found(&e) => {}
+                Err(e) => return Err(api(format!("stopping instance {}", c.instance.name), e)),
+            }
+        }
+        Ok(())
     }
 
     /// Records an instance as it is now (ports change on restart).
@@ -148,6 +247,7 @@ impl LocalProvider {
         let data = json!({
             "container": c.name,
             "container_id": c.id,
+            "holder": holder::holder_name(self.lab(), &i.name),
             "private_ip": i.private_ip,
             "public_ip": i.public_ip,
             "ssh_port": i.ssh_port,
@@ -183,17 +283,49 @@ impl LocalProvider {
             .ok_or_else(|| ProviderError::State(format!("network {} is full", net.name)))
     }
 
-    /// The existing instance of a launch: started if stopped, its firewall
-    /// re-applied, recorded.
+    /// Creates the network holder of instance `name` (a stale one of the
+    /// same name, left by a killed launch, is removed first).
+    async fn create_holder(
+        &self,
+        name: &str,
+        image_ref: &str,
+        net: &LabNetwork,
+        ip: Ipv4Addr,
+    ) -> ProviderResult<String> {
+        let hname = holder::holder_name(self.lab(), name);
+        self.remove_container(&hname).await?;
+        let body = holder::create_body(&holder::NewHolder {
+            lab: self.lab(),
+            name,
+            image_ref,
+            network: &net.name,
+            ip,
+        });
+        self.docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(hname.clone()),
+                    ..Default::default()
+                }),
+                body,
+            )
+            .await
+            .map_err(|e| api(format!("creating the network of instance {name}"), e))?;
+        Ok(hname)
+    }
+
+    async fn start(&self, id: &str, what: String) -> ProviderResult<()> {
+        match self.docker.start_container(id, None).await {
+            Ok(()) => Ok(()),
+            Err(e) if docker::status(&e) == Some(304) => Ok(()),
+            Err(e) => Err(api(what, e)),
+        }
+    }
+
+    /// The existing instance of a launch, brought up in order: its holder,
+    /// the holder's table, then the instance itself; recorded.
     async fn resume(&self, c: Container, spec: &InstanceSpec) -> ProviderResult<(Instance, bool)> {
         let mut changed = false;
-        if !c.running() {
-            self.docker
-                .start_container(&c.id, None)
-                .await
-                .map_err(|e| api(format!("starting instance {}", spec.name), e))?;
-            changed = true;
-        }
         let i = &c.instance;
         let wanted: BTreeSet<&String> = spec.security_groups.iter().collect();
         let has: BTreeSet<&String> = i.security_groups.iter().collect();
@@ -207,10 +339,41 @@ impl LocalProvider {
                 i.security_groups.join(", ")
             ));
         }
-        self.applied.lock().await.remove(&c.id);
+        let holder_id = match &c.holder {
+            Some(h) if h.running => h.id.clone(),
+            Some(h) => {
+                self.start(
+                    &h.id,
+                    format!("starting the network of instance {}", spec.name),
+                )
+                .await?;
+                changed = true;
+                h.id.clone()
+            }
+            None => {
+                // The engine ties the instance to its holder's id: there is
+                // no joining a new one. Stopped, as it has no network anyway.
+                self.stop(&c).await?;
+                return Err(ProviderError::State(format!(
+                    "instance {} lost its network: container {} was removed outside labrun, \
+                     and the instance cannot be started without it; terminate it (or `labrun \
+                     destroy`) and launch it anew",
+                    spec.name,
+                    holder::holder_name(self.lab(), &spec.name)
+                )));
+            }
+        };
+        self.applied.lock().await.remove(&holder_id);
         let all = self.containers().await?;
         self.enforce(&all).await?;
-        let current = all
+        if !c.running() {
+            self.start(&c.id, format!("starting instance {}", spec.name))
+                .await?;
+            changed = true;
+        }
+        let current = self
+            .containers()
+            .await?
             .into_iter()
             .find(|x| x.id == c.id)
             .ok_or_else(|| ProviderError::State(format!("instance {} vanished", spec.name)))?;
@@ -218,6 +381,7 @@ impl LocalProvider {
         Ok((current.instance, changed))
     }
 
+    /// Removes a container whatever its state; whether it existed.
     async fn remove_container(&self, id: &str) -> ProviderResult<bool> {
         match self
             .docker
@@ -234,6 +398,36 @@ impl LocalProvider {
             Ok(()) => Ok(true),
             Err(e) if docker::is_not_found(&e) => Ok(false),
             Err(e) => Err(api(format!("removing container {id}"), e)),
+        }
+    }
+
+    /// Removes an instance container and then its holder; whether the
+    /// instance container existed.
+    async fn remove_instance(&self, name: &str) -> ProviderResult<bool> {
+        let removed = self
+            .remove_container(&instances::container_name(self.lab(), name))
+            .await?;
+        self.remove_container(&holder::holder_name(self.lab(), name))
+            .await?;
+        self.forget_cgroup(&instances::container_name(self.lab(), name))
+            .await;
+        Ok(removed)
+    }
+
+    /// Removes the parent cgroup of a removed instance container where
+    /// labrun can (on the engine's own machine), giving the engine a moment
+    /// to remove the container's own cgroup first. Best effort: a leftover
+    /// is an empty directory.
+    async fn forget_cgroup(&self, container: &str) {
+        let Some(cg) = HostCgroups::seen_here(&self.engine).filter(|_| docker::engine_is_local())
+        else {
+            return;
+        };
+        for _ in 0..20 {
+            if cg.remove_parent(container) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }
 
@@ -287,18 +481,26 @@ impl Provider for LocalProvider {
         }
         let net_name = self.network_name();
         let cname = instances::container_name(self.lab(), &spec.name);
-        if let Some(c) = instances::inspect(&self.docker, &cname, &net_name).await? {
+        if let Some(c) = instances::inspect(&self.docker, self.lab(), &spec.name, &net_name).await?
+        {
             return self.resume(c, spec).await;
         }
         let image_ref =
             image::ensure(&self.docker, &self.scope.reporter, &spec.image, false).await?;
+        // Whether systemd can boot here, before anything is created.
+        let cgroups = self
+            .host_cgroups(&image_ref)
+            .await?
+            .for_instance(&cname, &spec.image)?;
         let net = self.network().await?.clone();
 
         // The lock covers choosing the IP and recording it (free_ip reads
         // the ledger), not the engine's create.
         let ip = {
             let guard = self.launch_lock.lock().await;
-            if let Some(c) = instances::inspect(&self.docker, &cname, &net_name).await? {
+            if let Some(c) =
+                instances::inspect(&self.docker, self.lab(), &spec.name, &net_name).await?
+            {
                 drop(guard);
                 return self.resume(c, spec).await;
             }
@@ -306,9 +508,21 @@ impl Provider for LocalProvider {
             self.scope.ledger.intend(
                 ResourceKind::Instance,
                 &spec.name,
-                json!({ "container": cname, "private_ip": ip.to_string() }),
+                json!({
+                    "container": cname,
+                    "holder": holder::holder_name(self.lab(), &spec.name),
+                    "private_ip": ip.to_string(),
+                }),
             )?;
             ip
+        };
+        let forget = || self.scope.ledger.forget(ResourceKind::Instance, &spec.name);
+        let hname = match self.create_holder(&spec.name, &image_ref, &net, ip).await {
+            Ok(h) => h,
+            Err(e) => {
+                forget()?;
+                return Err(e);
+            }
         };
         let body = instances::create_body(&instances::NewInstance {
             lab: self.lab(),
@@ -317,10 +531,11 @@ impl Provider for LocalProvider {
             image_ref: &image_ref,
             instance_type: &spec.instance_type,
             size,
-            host_cpus: self.host_cpus,
+            host_cpus: self.host_cpus(),
             groups: &spec.security_groups,
-            network: &net.name,
+            holder: &hname,
             ip,
+            cgroups: &cgroups,
             public_key: &self.scope.public_key,
         });
         let created = self
@@ -336,34 +551,53 @@ impl Provider for LocalProvider {
         let id = match created {
             Ok(r) => r.id,
             Err(e) if docker::is_conflict(&e) => {
-                match instances::inspect(&self.docker, &cname, &net_name).await? {
+                match instances::inspect(&self.docker, self.lab(), &spec.name, &net_name).await? {
                     Some(c) => return self.resume(c, spec).await,
                     None => return Err(api(format!("creating instance {}", spec.name), e)),
                 }
             }
             Err(e) => {
-                self.scope
-                    .ledger
-                    .forget(ResourceKind::Instance, &spec.name)?;
+                self.remove_container(&hname).await?;
+                forget()?;
                 return Err(api(format!("creating instance {}", spec.name), e));
             }
         };
-        if let Err(e) = self.docker.start_container(&id, None).await {
-            self.remove_container(&id).await?;
-            self.scope
-                .ledger
-                .forget(ResourceKind::Instance, &spec.name)?;
-            return Err(api(format!("starting instance {}", spec.name), e));
+        // The holder first (it closes its namespace as it starts), its
+        // table, and only then the instance.
+        if let Err(e) = self
+            .start(
+                &hname,
+                format!("starting the network of instance {}", spec.name),
+            )
+            .await
+        {
+            self.remove_instance(&spec.name).await?;
+            forget()?;
+            return Err(e);
         }
         let all = self.containers().await?;
-        let current = all
-            .iter()
-            .find(|c| c.id == id)
-            .cloned()
-            .ok_or_else(|| ProviderError::State(format!("instance {} vanished", spec.name)))?;
-        self.record(&current)?;
-        self.enforce(&all).await?;
-        Ok((current.instance, true))
+        let enforced = self.enforce(&all).await;
+        let current = |all: Vec<Container>| {
+            all.into_iter()
+                .find(|c| c.id == id)
+                .ok_or_else(|| ProviderError::State(format!("instance {} vanished", spec.name)))
+        };
+        if let Err(e) = enforced {
+            // Stopped by enforce; recorded, so a later run starts it again.
+            self.record(&current(self.containers().await?)?)?;
+            return Err(e);
+        }
+        if let Err(e) = self
+            .start(&id, format!("starting instance {}", spec.name))
+            .await
+        {
+            self.remove_instance(&spec.name).await?;
+            forget()?;
+            return Err(e);
+        }
+        let now = current(self.containers().await?)?;
+        self.record(&now)?;
+        Ok((now.instance, true))
     }
 
     async fn instances(&self) -> ProviderResult<Vec<Instance>> {
@@ -393,11 +627,13 @@ impl Provider for LocalProvider {
             }
             return Ok(false);
         };
-        let removed = self.remove_container(&c.id).await?;
+        let removed = self.remove_instance(&c.instance.name).await?;
         self.scope
             .ledger
             .forget(ResourceKind::Instance, &c.instance.name)?;
-        self.applied.lock().await.remove(&c.id);
+        if let Some(h) = &c.holder {
+            self.applied.lock().await.remove(&h.id);
+        }
         let rest: Vec<Container> = all.into_iter().filter(|x| x.id != c.id).collect();
         self.enforce(&rest).await?;
         Ok(removed)
@@ -409,30 +645,48 @@ impl Provider for LocalProvider {
         let mut lines = Vec::new();
 
         // Containers: labelled ones, and those the ledger names (a run
-        // killed between "intend" and "created" knows only the name).
-        let recorded: HashMap<String, String> = ledger
-            .resources(ResourceKind::Instance)
-            .into_iter()
-            .filter_map(|r| Some((r.data["container"].as_str()?.to_string(), r.name)))
-            .collect();
+        // killed between "intend" and "created" knows only the names).
+        // Instances go before their holders, whose namespaces they use.
         let mut targets = instances::labelled(&self.docker, lab).await?;
-        for name in recorded.keys() {
-            if !targets.iter().any(|(_, n)| n == name) {
-                targets.push((name.clone(), name.clone()));
+        for r in ledger.resources(ResourceKind::Instance) {
+            for key in ["container", "holder"] {
+                if let Some(name) = r.data[key].as_str()
+                    && !targets.iter().any(|(_, n)| n == name)
+                {
+                    targets.push((name.to_string(), name.to_string()));
+                }
             }
         }
-        let results =
-            futures_util::future::join_all(targets.iter().map(|(id, _)| self.remove_container(id)))
-                .await;
-        for ((_, name), removed) in targets.into_iter().zip(results) {
-            if removed? {
-                let what = match name.rsplit_once('.') {
-                    Some((_, instance)) if name.starts_with("labrun-") => {
-                        format!("instance {instance} (container {name})")
-                    }
-                    _ => format!("container {name}"),
-                };
-                lines.push(format!("removed {what}"));
+        let (first, then): (Vec<_>, Vec<_>) = targets
+            .into_iter()
+            .partition(|(_, name)| name.starts_with("labrun-"));
+        let mut instances_removed = BTreeSet::new();
+        for batch in [first, then] {
+            let results = futures_util::future::join_all(
+                batch.iter().map(|(id, _)| self.remove_container(id)),
+            )
+            .await;
+            for ((_, name), removed) in batch.into_iter().zip(results) {
+                if !removed? {
+                    continue;
+                }
+                let instance = name
+                    .strip_prefix("labrun-")
+                    .and_then(|_| name.rsplit_once('.'));
+                if let Some((_, instance)) = instance {
+                    lines.push(format!("removed instance {instance} (container {name})"));
+                    instances_removed.insert(instance.to_string());
+                    self.forget_cgroup(&name).await;
+                    continue;
+                }
+                // A holder goes with its instance, unless that was gone.
+                let holder_of = name
+                    .strip_prefix("labrunnet-")
+                    .and_then(|_| name.rsplit_once('.'))
+                    .map(|(_, instance)| instance.to_string());
+                if holder_of.is_none_or(|i| !instances_removed.contains(&i)) {
+                    lines.push(format!("removed container {name}"));
+                }
             }
         }
         for r in ledger.resources(ResourceKind::Instance) {

@@ -14,7 +14,7 @@ use tokio::io::AsyncReadExt;
 
 use super::cache::{cache_dir, remember_steps};
 use super::exists;
-use super::recipe::{CUSTOMISE, ENTRYPOINT, PACKAGES, PATH_ENV, Recipe};
+use super::recipe::{CONTAINER_ENV, CUSTOMISE, ENTRYPOINT, Extras, PACKAGES, PATH_ENV, Recipe};
 use crate::providers::local::docker::api;
 use crate::providers::local::host::{die_with_parent, path_with_sbin, run_lines};
 use crate::providers::{ProviderError, ProviderResult};
@@ -24,6 +24,7 @@ use crate::providers::{ProviderError, ProviderResult};
 pub async fn build(
     docker: &Docker,
     r: &Recipe,
+    extras: &Extras,
     reference: &str,
     bar: &indicatif::ProgressBar,
 ) -> ProviderResult<()> {
@@ -48,7 +49,7 @@ pub async fn build(
             source,
         })?;
     }
-    let result = debootstrap_and_import(docker, r, reference, &work, &debs, bar).await;
+    let result = debootstrap_and_import(docker, r, extras, reference, &work, &debs, bar).await;
     remove_tree(&work).await;
     result
 }
@@ -56,6 +57,7 @@ pub async fn build(
 async fn debootstrap_and_import(
     docker: &Docker,
     r: &Recipe,
+    extras: &Extras,
     reference: &str,
     work: &Path,
     debs: &Path,
@@ -73,6 +75,9 @@ async fn debootstrap_and_import(
         .arg(&rootfs)
         .arg(r.mirror())
         .env("PATH", path_with_sbin());
+    if let Some(proxy) = &extras.proxy {
+        cmd.env("http_proxy", proxy);
+    }
     let mut steps = 0u64;
     let expected = bar.length().unwrap_or(750).saturating_sub(50);
     run_lines(cmd, "debootstrap", |line| {
@@ -93,6 +98,7 @@ async fn debootstrap_and_import(
         .env("ROOT", &rootfs)
         .env("LABRUN_SOURCES", r.apt_sources())
         .env("LABRUN_SOURCES_FILE", r.sources_file)
+        .envs(extras.env())
         .env("PATH", path_with_sbin());
     run_lines(cmd, "customising the image", |_| {}).await?;
 
@@ -110,6 +116,7 @@ fn changes(r: &Recipe) -> Vec<String> {
         "CMD []".into(),
         format!("ENV {PATH_ENV}"),
         "ENV LANG=C.UTF-8".into(),
+        format!("ENV {CONTAINER_ENV}"),
         "EXPOSE 22/tcp".into(),
         format!("LABEL labrun.base_image={}", r.name),
     ]

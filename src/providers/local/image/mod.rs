@@ -19,6 +19,7 @@
 
 mod cache;
 mod debootstrap;
+pub mod mirrors;
 mod recipe;
 mod source;
 mod upstream;
@@ -35,21 +36,23 @@ use crate::providers::{ImageInfo, ProviderError, ProviderResult};
 use crate::report::Reporter;
 
 pub use self::cache::cache_dir;
-pub use self::recipe::{PACKAGES, RECIPES, Recipe, recipe};
+pub use self::recipe::{Extras, PACKAGES, RECIPES, Recipe, recipe};
 
-/// `labrun/<name>:r<hash of the recipe>`: a changed recipe is a new image.
-/// The hashed text keys the images already built on users' machines: keep
-/// it byte for byte (the `refs_are_stable` test pins the result).
-pub fn image_ref(r: &Recipe) -> String {
+/// `labrun/<name>:r<hash of the recipe>`: a changed recipe is a new image,
+/// and so is one built with [`Extras`]. The hashed text keys the images
+/// already built on users' machines: keep it byte for byte (the
+/// `refs_are_stable` test pins the result).
+pub fn image_ref(r: &Recipe, extras: &Extras) -> String {
     let text = format!(
-        "{}|{}|{}|{}|{}|{}|{}",
+        "{}|{}|{}|{}|{}|{}|{}{}",
         r.name,
         r.suite,
         r.sources,
         PACKAGES.join(","),
         CUSTOMISE,
         INSTALL,
-        ENTRYPOINT
+        ENTRYPOINT,
+        extras.hash_text()
     );
     format!("labrun/{}:r{:08x}", r.name, fnv1a(text.as_bytes()) as u32)
 }
@@ -67,7 +70,7 @@ async fn exists(docker: &Docker, reference: &str) -> ProviderResult<bool> {
 pub async fn list(docker: &Docker) -> ProviderResult<Vec<ImageInfo>> {
     let mut out = Vec::new();
     for r in RECIPES {
-        let reference = image_ref(r);
+        let reference = image_ref(r, &Extras::for_recipe(r)?);
         let info = match docker.inspect_image(&reference).await {
             Ok(i) => ImageInfo {
                 name: r.name.into(),
@@ -105,7 +108,8 @@ pub async fn ensure(
     rebuild: bool,
 ) -> ProviderResult<String> {
     let r = recipe(name)?;
-    let reference = image_ref(r);
+    let extras = Extras::for_recipe(r)?;
+    let reference = image_ref(r, &extras);
     if !rebuild && exists(docker, &reference).await? {
         return Ok(reference);
     }
@@ -122,8 +126,8 @@ pub async fn ensure(
         &format!("building image {name} ({reference}), first use only"),
     );
     let result = match source {
-        Source::Debootstrap => debootstrap::build(docker, r, &reference, &bar).await,
-        Source::Pull => upstream::build(docker, r, &reference, &bar).await,
+        Source::Debootstrap => debootstrap::build(docker, r, &extras, &reference, &bar).await,
+        Source::Pull => upstream::build(docker, r, &extras, &reference, &bar).await,
     };
     bar.finish_and_clear();
     result?;
@@ -143,24 +147,40 @@ mod tests {
         assert!(recipe("debian-12").is_ok());
         let err = recipe("centos-7").unwrap_err().to_string();
         assert!(err.contains("unknown image 'centos-7'"), "{err}");
-        assert!(err.contains("debian-12, ubuntu-22.04"), "{err}");
-        let r = image_ref(recipe("debian-12").unwrap());
+        assert!(
+            err.contains("debian-12, debian-13, debian-sid, ubuntu-22.04"),
+            "{err}"
+        );
+        let none = Extras::default();
+        let r = image_ref(recipe("debian-12").unwrap(), &none);
         assert!(r.starts_with("labrun/debian-12:r") && r.len() == "labrun/debian-12:r".len() + 8);
-        assert_eq!(r, image_ref(recipe("debian-12").unwrap()), "stable");
+        assert_eq!(r, image_ref(recipe("debian-12").unwrap(), &none), "stable");
+        let proxied = Extras {
+            proxy: Some("http://10.0.0.1:3142".into()),
+            ..Extras::default()
+        };
+        assert_ne!(r, image_ref(recipe("debian-12").unwrap(), &proxied));
         let s = recipe("debian-12").unwrap().apt_sources();
         assert!(s.contains("Suites: bookworm-security") && !s.contains('{'));
     }
 
     #[test]
     fn refs_are_stable() {
-        // The references of the images built before this check existed: a
-        // change here must be a changed recipe, never a refactor.
-        let refs: Vec<String> = RECIPES.iter().map(image_ref).collect();
+        // The references of the images built by the current recipes: a
+        // change here must be a changed recipe, never a refactor. (Changed
+        // last for systemd as PID 1 and the learner's tools; debian-12 was
+        // rc34813af, ubuntu-22.04 r4b278863 before.)
+        let refs: Vec<String> = RECIPES
+            .iter()
+            .map(|r| image_ref(r, &Extras::default()))
+            .collect();
         assert_eq!(
             refs,
             [
-                "labrun/debian-12:rc34813af",
-                "labrun/ubuntu-22.04:r4b278863"
+                "labrun/debian-12:rf3755d9d",
+                "labrun/debian-13:r033e5386",
+                "labrun/debian-sid:rd94f6db7",
+                "labrun/ubuntu-22.04:r497990a9"
             ]
         );
     }

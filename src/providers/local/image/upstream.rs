@@ -13,7 +13,9 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 
 use super::exists;
-use super::recipe::{CUSTOMISE, ENTRYPOINT, INSTALL, PACKAGES, PATH_ENV, Recipe};
+use super::recipe::{
+    CONTAINER_ENV, CUSTOMISE, ENTRYPOINT, Extras, INSTALL, PACKAGES, PATH_ENV, Recipe,
+};
 use crate::providers::local::docker::{self, api};
 use crate::providers::local::instances::LABEL_ROLE;
 use crate::providers::{ProviderError, ProviderResult};
@@ -23,6 +25,7 @@ use crate::providers::{ProviderError, ProviderResult};
 pub async fn build(
     docker: &Docker,
     r: &Recipe,
+    extras: &Extras,
     reference: &str,
     bar: &indicatif::ProgressBar,
 ) -> ProviderResult<()> {
@@ -56,13 +59,19 @@ pub async fn build(
     docker::discard_container(docker, &name).await;
     // Inputs go in the script, not the container's environment, which the
     // commit would keep.
-    let script = format!(
-        "ROOT=/\nLABRUN_SOURCES_FILE={}\nLABRUN_PACKAGES='{}'\n\
-         LABRUN_SOURCES=$(cat <<'LABRUN_EOF'\n{}\nLABRUN_EOF\n)\n{INSTALL}\n{CUSTOMISE}",
-        r.sources_file,
-        PACKAGES.join(" "),
-        r.apt_sources()
-    );
+    let mut inputs = vec![
+        ("LABRUN_SOURCES_FILE", r.sources_file.to_string()),
+        ("LABRUN_PACKAGES", PACKAGES.join(" ")),
+        ("LABRUN_SOURCES", r.apt_sources()),
+    ];
+    inputs.extend(extras.env());
+    let mut script = String::from("ROOT=/\n");
+    for (name, value) in inputs {
+        script.push_str(&format!(
+            "{name}=$(cat <<'LABRUN_EOF'\n{value}\nLABRUN_EOF\n)\n"
+        ));
+    }
+    script.push_str(&format!("{INSTALL}\n{CUSTOMISE}"));
     let body = ContainerCreateBody {
         image: Some(upstream.clone()),
         entrypoint: Some(vec!["/bin/sh".into(), "-c".into(), script]),
@@ -142,7 +151,11 @@ async fn run_build_container(
     let config = ContainerConfig {
         entrypoint: Some(vec![ENTRYPOINT.into()]),
         cmd: Some(vec![]),
-        env: Some(vec![PATH_ENV.into(), "LANG=C.UTF-8".into()]),
+        env: Some(vec![
+            PATH_ENV.into(),
+            "LANG=C.UTF-8".into(),
+            CONTAINER_ENV.into(),
+        ]),
         exposed_ports: Some(vec!["22/tcp".into()]),
         labels: Some(HashMap::from([(
             "labrun.base_image".to_string(),
