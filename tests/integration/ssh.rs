@@ -852,7 +852,20 @@ fn ssh_passwords_never_borrow_a_session_nor_reach_a_changed_host() {
     let h = Hosts::new(1);
     let container = h.container(0);
     let port = h.port(0);
-    let log = || docker(&["logs", &container]).1;
+    // sshd logs to the journal on systemd instances.
+    let log = || {
+        docker(&[
+            "exec",
+            &container,
+            "journalctl",
+            "-u",
+            "ssh.service",
+            "--no-pager",
+            "-o",
+            "cat",
+        ])
+        .1
+    };
     let at = format!(r#"host: "127.0.0.1", port: {port}"#);
 
     let before = log().len();
@@ -862,7 +875,7 @@ fn ssh_passwords_never_borrow_a_session_nor_reach_a_changed_host() {
             r#"
 A.sudo("chpasswd", #{{stdin: "ubuntu:{PW}\n"}});
 A.sudo("sed -i 's/^PasswordAuthentication no/PasswordAuthentication yes/' /etc/ssh/sshd_config.d/labrun.conf \
-        && echo 'LogLevel VERBOSE' >> /etc/ssh/sshd_config.d/labrun.conf && kill -HUP 1");
+        && echo 'LogLevel VERBOSE' >> /etc/ssh/sshd_config.d/labrun.conf && systemctl reload ssh");
 try {{ ssh::connect(#{{{at}, password: "not-the-password"}}); print("wrong password connected?!"); }}
 catch (e) {{ print(`wrong password: ${{e}}`); }}
 "#

@@ -40,10 +40,14 @@ use super::{
     ImageInfo, Instance, InstanceSpec, LabScope, Provider, ProviderError, ProviderOptions,
     ProviderResult, Rule, SecurityGroup, Source, instance_size, parse_cidr,
 };
-use crate::ledger::ResourceKind;
+use crate::ledger::{ResourceKind, ResourceState};
 
 /// Seconds systemd gets to shut an instance down (`docker stop`).
 const STOP_SECONDS: i32 = 10;
+
+/// How `destroy` waits out creates a killed run left in flight.
+const LATE_CREATE_ROUNDS: usize = 10;
+const LATE_CREATE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 pub struct LocalProvider {
     docker: Docker,
@@ -431,6 +435,48 @@ impl LocalProvider {
         }
     }
 
+    /// Removes `targets` (id or name, name), instances before their
+    /// holders, whose namespaces they use; says what went in `lines`.
+    async fn remove_containers(
+        &self,
+        targets: Vec<(String, String)>,
+        instances_removed: &mut BTreeSet<String>,
+        lines: &mut Vec<String>,
+    ) -> ProviderResult<()> {
+        let (first, then): (Vec<_>, Vec<_>) = targets
+            .into_iter()
+            .partition(|(_, name)| name.starts_with("labrun-"));
+        for batch in [first, then] {
+            let results = futures_util::future::join_all(
+                batch.iter().map(|(id, _)| self.remove_container(id)),
+            )
+            .await;
+            for ((_, name), removed) in batch.into_iter().zip(results) {
+                if !removed? {
+                    continue;
+                }
+                let instance = name
+                    .strip_prefix("labrun-")
+                    .and_then(|_| name.rsplit_once('.'));
+                if let Some((_, instance)) = instance {
+                    lines.push(format!("removed instance {instance} (container {name})"));
+                    instances_removed.insert(instance.to_string());
+                    self.forget_cgroup(&name).await;
+                    continue;
+                }
+                // A holder goes with its instance, unless that was gone.
+                let holder_of = name
+                    .strip_prefix("labrunnet-")
+                    .and_then(|_| name.rsplit_once('.'))
+                    .map(|(_, instance)| instance.to_string());
+                if holder_of.is_none_or(|i| !instances_removed.contains(&i)) {
+                    lines.push(format!("removed container {name}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn change_rule(&self, group_id: &str, rule: &Rule, add: bool) -> ProviderResult<bool> {
         if let Source::Group(source) = &rule.source {
             groups::find(&self.scope.ledger, source)?;
@@ -646,9 +692,9 @@ impl Provider for LocalProvider {
 
         // Containers: labelled ones, and those the ledger names (a run
         // killed between "intend" and "created" knows only the names).
-        // Instances go before their holders, whose namespaces they use.
         let mut targets = instances::labelled(&self.docker, lab).await?;
-        for r in ledger.resources(ResourceKind::Instance) {
+        let records = ledger.resources(ResourceKind::Instance);
+        for r in &records {
             for key in ["container", "holder"] {
                 if let Some(name) = r.data[key].as_str()
                     && !targets.iter().any(|(_, n)| n == name)
@@ -657,36 +703,27 @@ impl Provider for LocalProvider {
                 }
             }
         }
-        let (first, then): (Vec<_>, Vec<_>) = targets
-            .into_iter()
-            .partition(|(_, name)| name.starts_with("labrun-"));
         let mut instances_removed = BTreeSet::new();
-        for batch in [first, then] {
-            let results = futures_util::future::join_all(
-                batch.iter().map(|(id, _)| self.remove_container(id)),
-            )
-            .await;
-            for ((_, name), removed) in batch.into_iter().zip(results) {
-                if !removed? {
+        self.remove_containers(targets, &mut instances_removed, &mut lines)
+            .await?;
+        // A run killed mid-launch may have left creates in flight at the
+        // engine, which finish after it died: look again until the lab has
+        // had no container for a moment.
+        if records.iter().any(|r| r.state == ResourceState::Pending) {
+            let mut quiet = 0;
+            for _ in 0..LATE_CREATE_ROUNDS {
+                tokio::time::sleep(LATE_CREATE_WAIT).await;
+                let late = instances::labelled(&self.docker, lab).await?;
+                if late.is_empty() {
+                    quiet += 1;
+                    if quiet >= 2 {
+                        break;
+                    }
                     continue;
                 }
-                let instance = name
-                    .strip_prefix("labrun-")
-                    .and_then(|_| name.rsplit_once('.'));
-                if let Some((_, instance)) = instance {
-                    lines.push(format!("removed instance {instance} (container {name})"));
-                    instances_removed.insert(instance.to_string());
-                    self.forget_cgroup(&name).await;
-                    continue;
-                }
-                // A holder goes with its instance, unless that was gone.
-                let holder_of = name
-                    .strip_prefix("labrunnet-")
-                    .and_then(|_| name.rsplit_once('.'))
-                    .map(|(_, instance)| instance.to_string());
-                if holder_of.is_none_or(|i| !instances_removed.contains(&i)) {
-                    lines.push(format!("removed container {name}"));
-                }
+                quiet = 0;
+                self.remove_containers(late, &mut instances_removed, &mut lines)
+                    .await?;
             }
         }
         for r in ledger.resources(ResourceKind::Instance) {
