@@ -136,11 +136,13 @@ pub fn start(
     }
     tail.push(format!("  labrun sg list --lab {lab}"));
     tail.push(format!("  labrun exercise check --lab {lab}"));
-    let secrets = open.ledger.secrets_path();
-    if secrets.exists() {
+    let names = crate::ledger::read_secrets(open.ledger.dir())
+        .map(|s| s.into_keys().collect::<Vec<_>>())
+        .unwrap_or_default();
+    if !names.is_empty() {
         tail.push(format!(
-            "Passwords this lab gives you: {}",
-            secrets.display()
+            "Passwords this lab gives you ({}): labrun secret NAME --lab {lab}",
+            names.join(", ")
         ));
     }
     tail.push(format!("When you are done: labrun destroy --lab {lab}"));
