@@ -733,24 +733,16 @@ mod tests {
         r.error("error: it broke");
         r.finish(None);
         let log = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(
-            log.lines().collect::<Vec<_>>(),
-            [
-                "==> setup.rhai (lab c.ana, provider local)",
-                "--> launch",
-                "password ********",
-                &log.lines().nth(3).unwrap().to_string(),
-                "a result",
-                "error: it broke",
-                &log.lines().nth(6).unwrap().to_string(),
-            ]
-        );
-        assert!(log.lines().nth(3).unwrap().starts_with("ok      launch ("));
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.len(), 7, "{log}");
+        assert_eq!(lines[0], "==> setup.rhai (lab c.ana, provider local)");
+        assert_eq!(lines[1], "--> launch");
+        assert_eq!(lines[2], "password ********");
+        assert!(lines[3].starts_with("ok      launch ("), "{log}");
+        assert_eq!(lines[4..6], ["a result", "error: it broke"]);
         assert!(
-            log.lines()
-                .nth(6)
-                .unwrap()
-                .starts_with("ok: ok=1 changed=0 failed=0 in ")
+            lines[6].starts_with("ok: ok=1 changed=0 failed=0 in "),
+            "{log}"
         );
         assert_eq!(*steps.lock().unwrap(), ["launch"]);
     }
