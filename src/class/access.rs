@@ -96,9 +96,15 @@ pub fn write(class_dir: &Path, labs: &Path, state: &ClassState) -> Result<(), Er
 
 /// The text one learner is handed.
 fn handout(state: &ClassState, l: &LearnerState, lab_dir: &Path) -> Result<String, Error> {
+    // A lab without instances has no key either (it is made with the
+    // first launch): nothing to log in to.
     let key_path = lab_dir.join(crate::keys::PRIVATE_FILE);
-    let key = std::fs::read_to_string(&key_path)
-        .map_err(|e| Error::Failed(format!("cannot read {}: {e}", key_path.display())))?;
+    let key = if l.access.is_empty() {
+        String::new()
+    } else {
+        std::fs::read_to_string(&key_path)
+            .map_err(|e| Error::Failed(format!("cannot read {}: {e}", key_path.display())))?
+    };
     let secrets = read_secrets(lab_dir)?;
     let who = [l.name.as_str(), l.email.as_str()]
         .into_iter()
@@ -119,11 +125,18 @@ fn handout(state: &ClassState, l: &LearnerState, lab_dir: &Path) -> Result<Strin
             format!(" ({who})")
         }
     ));
-    t.push_str(&format!(
-        "Your tasks are in {}.md. Save the private key at the end of this file as {keyfile}\n\
-         (`chmod 600 {keyfile}`), then log in:\n\n",
-        l.id
-    ));
+    if l.access.is_empty() {
+        t.push_str(&format!(
+            "Your tasks are in {}.md. Your lab has no instances to log in to.\n",
+            l.id
+        ));
+    } else {
+        t.push_str(&format!(
+            "Your tasks are in {}.md. Save the private key at the end of this file as {keyfile}\n\
+             (`chmod 600 {keyfile}`), then log in:\n\n",
+            l.id
+        ));
+    }
     let width = l
         .access
         .iter()
@@ -164,6 +177,9 @@ fn handout(state: &ClassState, l: &LearnerState, lab_dir: &Path) -> Result<Strin
         for (name, value) in &secrets {
             t.push_str(&format!("  {name}: {value}\n"));
         }
+    }
+    if key.is_empty() {
+        return Ok(t);
     }
     t.push_str(&format!(
         "\nOn the instructor's machine the same is `labrun ssh INSTANCE --class {} --learner {}`.\n\n",
