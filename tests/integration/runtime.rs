@@ -258,7 +258,9 @@ fn a_missing_import_names_its_line_and_the_places_searched() {
         .run()
         .assert_code(2)
         .assert_stderr_contains("Module not found: mysql_srv")
-        .assert_stderr_contains("the embedded stdlib: check, mysql_client, mysql_server")
+        .assert_stderr_contains(
+            "the embedded stdlib: check, mysql_client, mysql_grants, mysql_server, mysql_text",
+        )
         .assert_stderr_contains("m.rhai:2:8")
         .assert_stderr_contains("2 | import \"mysql_srv\" as m;");
     Test::new()
