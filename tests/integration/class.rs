@@ -1109,5 +1109,33 @@ fn class_bad_input_is_refused_with_clear_messages() {
     t.run_with(&["class", "down", "--expired"])
         .assert_code(0)
         .assert_stderr_contains("no class has expired");
-    t.run_with(&["class", "down", "wk1"]).assert_code(0);
+    t.run_with(&["class", "down", "wk1", "--expired"])
+        .assert_code(0)
+        .assert_stderr_contains("class wk1 has no TTL");
+
+    // A TTL, then the class made to look two hours old: it has expired.
+    t.run_with(&[
+        "class",
+        "up",
+        &quiet,
+        "--roster",
+        "roster.csv",
+        "--name",
+        "wk1",
+        "--ttl",
+        "1h",
+    ])
+    .assert_code(0)
+    .assert_stdout_contains("TTL 1h (");
+    let path = class_dir(&t, "wk1").join("class.json");
+    let mut state = class_json(&t, "wk1");
+    state["created_at"] = (state["created_at"].as_u64().unwrap() - 7200).into();
+    std::fs::write(&path, state.to_string()).unwrap();
+    t.run_with(&["class", "status", "wk1"])
+        .assert_code(0)
+        .assert_stdout_contains("ttl 1h (expired 1h ago)");
+    t.run_with(&["class", "down", "--expired"])
+        .assert_code(0)
+        .assert_stdout_contains("class wk1: 2 of 2 learners' labs removed");
+    assert!(states(&t, "wk1").iter().all(|(_, s)| s == "down"));
 }
