@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use indicatif::ProgressBar;
 use serde_json::json;
@@ -110,14 +110,6 @@ impl LearnerLine {
         if let Some(bar) = &self.bar {
             bar.set_message(text.to_string());
         }
-    }
-
-    pub fn elapsed(&self) -> Duration {
-        self.started.elapsed()
-    }
-
-    pub fn log_path(&self) -> &Path {
-        &self.log
     }
 
     /// Ends the line: `Ok(summary)` or `Err(why)`, one line either way.

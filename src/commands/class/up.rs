@@ -354,6 +354,8 @@ fn bring_up(
                     provider,
                     options.clone(),
                 )
+                // How to get in, from the setup's own connection.
+                .and_then(|started| access_of(runtime, &started))
             },
             error_throttled,
         )
@@ -361,8 +363,7 @@ fn bring_up(
     line.captured
         .finish(result.as_ref().err().map(|e| e.headline()).as_deref());
     match result {
-        Ok(started) => {
-            let access = access_of(&started);
+        Ok(access) => {
             let n = access.len();
             class.update_learner(&l.id, |s| cstate::up(s, access))?;
             line.finish(Ok(&format!(
@@ -385,9 +386,12 @@ fn bring_up(
 }
 
 /// How to get into each instance of a lab that just came up.
-fn access_of(started: &Started) -> Vec<Access> {
-    let mut access: Vec<Access> = started
-        .instances
+fn access_of(runtime: &tokio::runtime::Runtime, started: &Started) -> Result<Vec<Access>, Error> {
+    let instances = match &started.provider {
+        Some(p) => runtime.block_on(p.instances())?,
+        None => Vec::new(),
+    };
+    let mut access: Vec<Access> = instances
         .iter()
         .map(|i| Access {
             instance: i.name.clone(),
@@ -398,7 +402,7 @@ fn access_of(started: &Started) -> Vec<Access> {
         })
         .collect();
     access.sort_by(|a, b| a.instance.cmp(&b.instance));
-    access
+    Ok(access)
 }
 
 /// What `up` leaves the user with: a line per learner on stdout (or one

@@ -13,7 +13,7 @@ use crate::error::{Error, Exit};
 use crate::exercise::state::ExerciseRecord;
 use crate::exercise::{Exercise, README, SETUP, template};
 use crate::ledger::{self, ResourceKind};
-use crate::providers::{Instance, ProviderKind, ProviderOptions};
+use crate::providers::{Provider, ProviderKind, ProviderOptions};
 use crate::report::{OutputMode, Reporter};
 
 use super::super::run::{OpenLab, compile_offline};
@@ -100,8 +100,9 @@ pub(crate) struct Started {
     /// The learner's tasks, rendered with their values.
     pub readme: String,
     pub readme_path: PathBuf,
-    /// The lab's instances as the provider has them now.
-    pub instances: Vec<Instance>,
+    /// The provider as the setup connected it (`None` if it never did),
+    /// to ask about the lab without connecting again.
+    pub provider: Option<Arc<dyn Provider>>,
     /// The instances the ledger records, by name.
     pub instance_names: Vec<String>,
     pub secrets_path: Option<PathBuf>,
@@ -205,16 +206,12 @@ pub(crate) fn start_lab(
         .into_iter()
         .map(|r| r.name)
         .collect();
-    // The setup's own connection, when it made one: no second connect.
-    let instances = match ctx.provider_impl.lock().expect("provider lock").clone() {
-        Some(p) => runtime.block_on(p.instances())?,
-        None => Vec::new(),
-    };
+    let provider = ctx.provider_impl.lock().expect("provider lock").clone();
     let secrets = open.ledger.secrets_path();
     Ok(Started {
         readme,
         readme_path,
-        instances,
+        provider,
         instance_names,
         secrets_path: secrets.exists().then_some(secrets),
         tasks: validated.tasks.len(),
