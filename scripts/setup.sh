@@ -133,10 +133,17 @@ ensure_moto() {
     export LABRUN_MOTO_SERVER="$venv/bin/moto_server"
 }
 
+# ensure_chromium: Debian's headless-capable Chromium, which the class
+# tests load the HTML gradebook in (`chromium --headless --dump-dom`).
+ensure_chromium() {
+    ensure_apt chromium
+}
+
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     ensure_rust
     ensure_docker
     ensure_ssh_client
     ensure_moto
     ensure_test_mariadb
+    ensure_chromium
 fi

@@ -9,6 +9,7 @@ ensure_docker
 ensure_test_mariadb
 ensure_ssh_client
 ensure_moto
+ensure_chromium
 
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings

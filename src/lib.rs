@@ -4,6 +4,7 @@
 //! code.
 
 pub mod bindings;
+pub mod class;
 pub mod cli;
 pub mod commands;
 pub mod dirs;
@@ -82,5 +83,6 @@ fn dispatch(
         Command::Exercise(command) => commands::exercise::dispatch(runtime, reporter, command),
         Command::Ssh(args) => commands::ssh::ssh(runtime, reporter, args),
         Command::Sg(command) => commands::sg::sg(runtime, reporter, command),
+        Command::Class(command) => commands::class::dispatch(runtime, reporter, command),
     }
 }

@@ -112,6 +112,16 @@ pub struct Summary {
     pub failed: usize,
 }
 
+/// Where a captured reporter's output goes instead of the terminal: one
+/// learner's lab among many running at once (a class), whose lines would
+/// otherwise interleave with the others'. Its lines go to a log file and
+/// the name of each step it starts to `on_step`, which keeps the one
+/// progress line the class shows for that learner.
+pub struct Capture {
+    pub log: Mutex<std::fs::File>,
+    pub on_step: Box<dyn Fn(&str) + Send + Sync>,
+}
+
 pub struct Reporter {
     mode: OutputMode,
     verbose: bool,
@@ -127,6 +137,8 @@ pub struct Reporter {
     out_lock: Mutex<()>,
     /// Status words in colour: human mode on a terminal, unless NO_COLOR.
     colour: bool,
+    /// Set for a reporter whose output is captured (see [`Capture`]).
+    capture: Option<Capture>,
 }
 
 impl Reporter {
@@ -152,7 +164,45 @@ impl Reporter {
             colour: mode == OutputMode::Human
                 && std::io::stderr().is_terminal()
                 && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+            capture: None,
         }
+    }
+
+    /// A plain reporter whose every line (results and errors included) goes
+    /// to `capture`'s log, masked by `redactor` like any other output.
+    pub fn captured(redactor: Redactor, capture: Capture) -> Self {
+        Reporter {
+            capture: Some(capture),
+            ..Reporter::new(OutputMode::Plain, false, redactor)
+        }
+    }
+
+    /// Appends `text` (already masked) to the capture log, if this
+    /// reporter is captured; `false` if it is not.
+    fn captured_line(&self, text: &str) -> bool {
+        let Some(capture) = &self.capture else {
+            return false;
+        };
+        let mut log = capture.log.lock().expect("capture log lock");
+        let _ = writeln!(log, "{text}");
+        true
+    }
+
+    /// A live line of its own (a spinner, `prefix`, the time since it
+    /// started, then a message), drawn in human mode on a terminal; `None`
+    /// otherwise, where the caller prints plain lines instead.
+    pub fn live_line(&self, prefix: &str) -> Option<ProgressBar> {
+        let multi = self.multi.as_ref().filter(|m| !m.is_hidden())?;
+        let bar = multi.add(ProgressBar::new_spinner());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner:.cyan} {prefix:.bold} {elapsed:>4.dim} {wide_msg}",
+            )
+            .expect("static template"),
+        );
+        bar.set_prefix(self.redactor.redact(prefix));
+        bar.enable_steady_tick(Duration::from_millis(100));
+        Some(bar)
     }
 
     pub fn mode(&self) -> OutputMode {
@@ -170,6 +220,9 @@ impl Reporter {
     /// Writes one human/plain line to stderr, above any live spinners.
     fn line(&self, text: &str) {
         let text = self.redactor.redact(text);
+        if self.captured_line(&text) {
+            return;
+        }
         let _guard = self.out_lock.lock().expect("output lock");
         match &self.multi {
             Some(m) if !m.is_hidden() => {
@@ -191,6 +244,9 @@ impl Reporter {
             );
         }
         let text = self.redactor.redact(&value.to_string());
+        if self.captured_line(&text) {
+            return;
+        }
         let _guard = self.out_lock.lock().expect("output lock");
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{text}");
@@ -225,6 +281,9 @@ impl Reporter {
             bar.enable_steady_tick(Duration::from_millis(100));
             bar
         });
+        if let Some(capture) = &self.capture {
+            (capture.on_step)(&self.redactor.redact(name));
+        }
         let id = StepId(steps.len());
         steps.push(StepState {
             name: name.to_string(),
@@ -516,6 +575,9 @@ impl Reporter {
     /// A line of the command's result (a table row, a document) on stdout.
     pub fn print(&self, text: &str) {
         let text = self.redactor.redact(text);
+        if self.captured_line(&text) {
+            return;
+        }
         let _guard = self.out_lock.lock().expect("output lock");
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{text}");
@@ -542,6 +604,9 @@ impl Reporter {
     /// second Ctrl-C call this.
     pub fn error(&self, text: &str) {
         let text = self.redactor.redact(text);
+        if self.captured_line(&text) {
+            return;
+        }
         let _guard = self.out_lock.lock().expect("output lock");
         match &self.multi {
             Some(m) if !m.is_hidden() => {
@@ -639,6 +704,47 @@ mod tests {
         assert!(lines(other).is_empty());
         r.step_finished(step, None);
         r.step_finished(other, None);
+    }
+
+    /// A captured reporter writes nothing to the terminal: every line,
+    /// masked, goes to its log, and each step's name to `on_step`.
+    #[test]
+    fn a_captured_reporter_logs_and_names_its_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("learner.log");
+        let steps = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let redactor = Redactor::new();
+        redactor.add("hunter2-secret");
+        let r = Reporter::captured(
+            redactor,
+            Capture {
+                log: Mutex::new(std::fs::File::create(&path).unwrap()),
+                on_step: Box::new({
+                    let steps = steps.clone();
+                    move |name: &str| steps.lock().unwrap().push(name.to_string())
+                }),
+            },
+        );
+        r.run_started("setup.rhai", "c.ana", "local");
+        let step = r.step_started("launch", None);
+        r.log("password hunter2-secret");
+        r.step_finished(step, None);
+        r.print("a result");
+        r.error("error: it broke");
+        r.finish(None);
+        let log = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.len(), 7, "{log}");
+        assert_eq!(lines[0], "==> setup.rhai (lab c.ana, provider local)");
+        assert_eq!(lines[1], "--> launch");
+        assert_eq!(lines[2], "password ********");
+        assert!(lines[3].starts_with("ok      launch ("), "{log}");
+        assert_eq!(lines[4..6], ["a result", "error: it broke"]);
+        assert!(
+            lines[6].starts_with("ok: ok=1 changed=0 failed=0 in "),
+            "{log}"
+        );
+        assert_eq!(*steps.lock().unwrap(), ["launch"]);
     }
 
     #[test]

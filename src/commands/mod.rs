@@ -1,6 +1,7 @@
 //! One file per subcommand. Each returns how it went (`Ok(Exit)`) or the
 //! error that stopped it; `lib.rs` renders errors, in one place.
 
+pub mod class;
 pub mod completions;
 pub mod definitions;
 pub mod destroy;

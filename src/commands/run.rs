@@ -283,7 +283,7 @@ pub fn run(
 }
 
 /// First Ctrl-C: stop at the next safe point. Second: leave at once.
-async fn watch_ctrl_c(cancel: Arc<AtomicBool>, reporter: Arc<Reporter>) {
+pub(crate) async fn watch_ctrl_c(cancel: Arc<AtomicBool>, reporter: Arc<Reporter>) {
     if tokio::signal::ctrl_c().await.is_err() {
         return;
     }

@@ -11,7 +11,7 @@ use crate::error::{Error, Exit};
 use crate::providers::{self, Protocol, Provider, Rule, SecurityGroup, Source};
 use crate::report::Reporter;
 
-use super::run::{OpenLab, pick_lab};
+use super::run::OpenLab;
 
 pub fn sg(
     runtime: &tokio::runtime::Runtime,
@@ -19,8 +19,9 @@ pub fn sg(
     command: SgCommand,
 ) -> Result<Exit, Error> {
     match command {
-        SgCommand::List { lab, aws } => {
-            let (open, provider) = connect(runtime, reporter, lab.as_deref(), &aws)?;
+        SgCommand::List { lab, member, aws } => {
+            let lab = member.lab(lab.as_deref())?;
+            let (open, provider) = connect(runtime, reporter, &lab, &aws)?;
             let groups = runtime.block_on(provider.groups())?;
             if groups.is_empty() {
                 reporter.print(&format!("lab '{}' has no security groups", open.lab));
@@ -44,11 +45,10 @@ pub fn sg(
 fn connect(
     runtime: &tokio::runtime::Runtime,
     reporter: &Arc<Reporter>,
-    lab: Option<&str>,
+    lab: &str,
     aws: &crate::cli::AwsArgs,
 ) -> Result<(OpenLab, Arc<dyn Provider>), Error> {
-    let lab = pick_lab(lab)?;
-    let open = OpenLab::existing(runtime, reporter, &lab, aws.options())?.ok_or_else(|| {
+    let open = OpenLab::existing(runtime, reporter, lab, aws.options())?.ok_or_else(|| {
         Error::Input(format!(
             "no lab named '{lab}'; `labrun status` lists the labs"
         ))
@@ -91,7 +91,8 @@ fn change(
     )
     .map_err(|e| input(e.to_string()))?;
 
-    let (open, provider) = connect(runtime, reporter, args.lab.as_deref(), &args.aws)?;
+    let lab = args.member.lab(args.lab.as_deref())?;
+    let (open, provider) = connect(runtime, reporter, &lab, &args.aws)?;
     let groups = runtime.block_on(provider.groups())?;
     let group = groups
         .iter()

@@ -1,4 +1,4 @@
-//! `labrun ssh NAME [--lab LAB] [-- CMD]`: log in to a lab's instance the
+//! `labrun ssh NAME [--lab LAB | --class C --learner ID] [-- CMD]`: log in to a lab's instance the
 //! way the tutorial's "Connect" button does, with OpenSSH's own client (a
 //! real terminal, your shell's habits): the lab's key, the host key labrun
 //! pinned (pinned now if labrun never connected), the published port. The
@@ -16,7 +16,7 @@ use crate::report::Reporter;
 use crate::ssh::session::HostKeys;
 use crate::ssh::{Auth, ConnectOptions, Session, Target};
 
-use super::run::{OpenLab, pick_lab};
+use super::run::OpenLab;
 
 /// The file of the lab's pinned host keys OpenSSH is pointed at.
 pub const KNOWN_HOSTS: &str = "known_hosts";
@@ -26,7 +26,7 @@ pub fn ssh(
     reporter: &Arc<Reporter>,
     args: SshArgs,
 ) -> Result<Exit, Error> {
-    let lab = pick_lab(args.lab.as_deref())?;
+    let lab = args.member.lab(args.lab.as_deref())?;
     let open =
         OpenLab::existing(runtime, reporter, &lab, args.aws.options())?.ok_or_else(|| {
             Error::Input(format!(

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::harness::Test;
 
-const REGION: &str = "us-east-1";
+pub(crate) const REGION: &str = "us-east-1";
 const OPERATOR: &str = "203.0.113.7/32";
 
 /// The tutorial's infrastructure: a group per server, both instances, SSH
@@ -194,7 +194,7 @@ impl Drop for Moto {
 
 /// A test whose labrun talks to `moto` with test credentials, the test
 /// region and a given operator address, and reads no AWS files of the user.
-fn on_aws(t: Test, endpoint: &str) -> Test {
+pub(crate) fn on_aws(t: Test, endpoint: &str) -> Test {
     let none = t.dir().join("no-aws-config").display().to_string();
     t.env("AWS_ENDPOINT_URL", endpoint)
         .env("AWS_ACCESS_KEY_ID", "testing")
@@ -404,22 +404,22 @@ fn aws_destroy_finds_by_tag_what_the_ledger_lost() {
 /// An HTTP proxy to moto that answers one EC2 action with an AWS error, as
 /// a real account does (`UnauthorizedOperation` without the permission),
 /// and forwards everything else.
-struct FaultProxy {
-    url: String,
-    faults: Arc<AtomicUsize>,
+pub(crate) struct FaultProxy {
+    pub(crate) url: String,
+    pub(crate) faults: Arc<AtomicUsize>,
 }
 
 /// What the proxy does with one EC2 action.
 #[derive(Clone, Copy)]
-struct Fault {
-    action: &'static str,
-    answer: Answer,
+pub(crate) struct Fault {
+    pub(crate) action: &'static str,
+    pub(crate) answer: Answer,
     /// Answer this many requests so, then forward again.
-    times: usize,
+    pub(crate) times: usize,
 }
 
 #[derive(Clone, Copy)]
-enum Answer {
+pub(crate) enum Answer {
     /// An EC2 error answer: HTTP status, code, message.
     Error {
         status: &'static str,
@@ -442,7 +442,7 @@ const UNAUTHORIZED_RUN: Fault = Fault {
 };
 
 impl FaultProxy {
-    fn start(upstream: &str, fault: Fault) -> FaultProxy {
+    pub(crate) fn start(upstream: &str, fault: Fault) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let upstream = upstream.trim_start_matches("http://").to_string();

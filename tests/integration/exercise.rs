@@ -12,7 +12,8 @@ use serde_json::Value;
 
 use crate::harness::{Output, Test};
 
-const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/exercises/mysql_client_server");
+pub(crate) const SHIPPED: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/exercises/mysql_client_server");
 const SECRET: &str = "course-secret-for-the-tests";
 
 /// A lab name no other test (or earlier run) uses.
@@ -25,7 +26,7 @@ fn unique_lab(prefix: &str) -> String {
 }
 
 /// Removes whatever a test left of its labs, failed or not.
-struct Cleanup(Vec<String>);
+pub(crate) struct Cleanup(pub(crate) Vec<String>);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
@@ -51,7 +52,7 @@ impl Drop for Cleanup {
 }
 
 /// Containers and networks labelled for `lab`.
-fn labelled(lab: &str) -> String {
+pub(crate) fn labelled(lab: &str) -> String {
     let filter = format!("label=labrun.lab={lab}");
     let mut all = String::new();
     for what in [&["ps", "-a", "-q"][..], &["network", "ls", "-q"][..]] {

@@ -2,6 +2,7 @@
 
 mod authoring;
 mod aws;
+mod class;
 mod exercise;
 mod grants;
 mod harness;

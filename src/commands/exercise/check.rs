@@ -30,7 +30,8 @@ pub(super) fn resolve(
         .map(|s| s.display().to_string())
         .unwrap_or_else(|| "EXERCISE".into());
     let how = start_command(&shown_source, id.as_deref());
-    let (lab, ex) = match (&args.lab, source) {
+    let class_lab = super::class_lab(args, id.as_deref())?;
+    let (lab, ex) = match (class_lab.as_ref().or(args.lab.as_ref()), source) {
         (Some(lab), src) => {
             ledger::validate_lab_name(lab)?;
             (lab.clone(), src.map(super::load).transpose()?)
@@ -106,7 +107,7 @@ pub(super) fn resolve(
 /// The learner's parameters as recorded at start; with a course secret at
 /// hand they must also be what the secret gives (else the lab was started
 /// with another secret, or its record was edited).
-pub(super) fn recorded_learner(
+pub(crate) fn recorded_learner(
     ex: &Exercise,
     record: &ExerciseRecord,
     secret: Option<&crate::exercise::params::CourseSecret>,

@@ -3,13 +3,13 @@
 //! running an exercise's scripts (their declarations offline, then the
 //! checks or the solution against the lab through `run::OpenLab`).
 
-mod check;
+pub(crate) mod check;
 mod new;
 mod pack;
 mod solve;
-mod start;
+pub(crate) mod start;
 mod test;
-mod validate;
+pub(crate) mod validate;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -71,7 +71,7 @@ pub(super) fn location(file: &str, text: &str, offset: usize) -> Location {
 }
 
 /// Loads the exercise at `path`; a bad manifest is shown at its line.
-pub(super) fn load(path: &Path) -> Result<Exercise, Error> {
+pub(crate) fn load(path: &Path) -> Result<Exercise, Error> {
     Exercise::load(path).map_err(|e| match e {
         LoadError::Message(m) => Error::Input(m),
         LoadError::Manifest { error, text } => {
@@ -94,14 +94,35 @@ pub(super) fn learner(args: &LearnerArgs) -> Result<Option<String>, Error> {
     }
 }
 
+/// With `--class C`, the lab of learner `id` in that class (`--lab` is
+/// then refused: the class names the lab).
+pub(super) fn class_lab(args: &LearnerArgs, id: Option<&str>) -> Result<Option<String>, Error> {
+    let Some(class) = &args.class else {
+        return Ok(None);
+    };
+    if let Some(lab) = &args.lab {
+        return Err(Error::Input(format!(
+            "--class {class} and --lab {lab} (or LABRUN_LAB): give one (--class C --learner ID names the lab)"
+        )));
+    }
+    crate::class::member_lab(class, id).map(Some)
+}
+
 /// The course secret, if there is one; its value is masked in everything
 /// labrun prints or writes from here on.
 pub(super) fn course_secret(
     args: &LearnerArgs,
     reporter: &Reporter,
 ) -> Result<Option<CourseSecret>, Error> {
-    let secret =
-        CourseSecret::from_env_or_file(args.course_secret_file.as_deref()).map_err(Error::Input)?;
+    course_secret_from(args.course_secret_file.as_deref(), reporter)
+}
+
+/// [`course_secret`] from the environment or `file`.
+pub(crate) fn course_secret_from(
+    file: Option<&Path>,
+    reporter: &Reporter,
+) -> Result<Option<CourseSecret>, Error> {
+    let secret = CourseSecret::from_env_or_file(file).map_err(Error::Input)?;
     if let Some(s) = &secret {
         reporter.redactor().add(&s.text());
     }
@@ -119,7 +140,7 @@ pub(super) fn parse_sets(sets: &[String]) -> Result<BTreeMap<String, String>, Er
 }
 
 /// The learner's parameter values: derived (or the defaults), then `sets`.
-pub(super) fn learner_params(
+pub(crate) fn learner_params(
     ex: &Exercise,
     learner: Option<&str>,
     secret: Option<&CourseSecret>,
@@ -138,7 +159,7 @@ pub(super) fn to_map(values: &BTreeMap<String, Value>) -> Map {
 
 /// What the learner and their scripts are: shared by every script run of
 /// one command.
-pub(super) struct Learner {
+pub(crate) struct Learner {
     pub id: Option<String>,
     pub params: BTreeMap<String, Value>,
 }
@@ -168,14 +189,14 @@ impl Learner {
 }
 
 /// What a script declared when its top level ran without a lab.
-pub(super) struct Declared {
+pub(crate) struct Declared {
     pub tasks: Vec<TaskSpec>,
     pub solutions: Vec<SolutionSpec>,
 }
 
 /// Runs the top level of `script` offline: the tasks and solutions it
 /// declares. `sources` collects the texts for diagnostics.
-pub(super) fn declare(
+pub(crate) fn declare(
     runtime: &tokio::runtime::Runtime,
     ex: &Exercise,
     learner: &Learner,
@@ -203,7 +224,7 @@ pub(super) fn declare(
 /// Runs checks.rhai against the lab: one outcome per declared task, in
 /// order. A task the run never reached (its top level threw) is an error
 /// with that message.
-pub(super) fn run_checks(
+pub(crate) fn run_checks(
     runtime: &tokio::runtime::Runtime,
     open: &OpenLab,
     ex: &Exercise,
@@ -297,7 +318,7 @@ pub(super) fn run_solve(
 }
 
 /// A task's result as the learner sees it.
-pub(super) fn task_result(
+pub(crate) fn task_result(
     spec: &TaskSpec,
     outcome: &Outcome,
     elapsed: Duration,
@@ -333,12 +354,12 @@ pub(super) fn task_result(
 }
 
 /// The lab's directory under the state root.
-pub(super) fn lab_dir(lab: &str) -> Result<std::path::PathBuf, crate::error::Error> {
+pub(crate) fn lab_dir(lab: &str) -> Result<std::path::PathBuf, crate::error::Error> {
     Ok(ledger::state_root()?.join("labs").join(lab))
 }
 
 /// The exercise record of `lab`, or how to start it.
-pub(super) fn started(lab: &str, how: &str) -> Result<ExerciseRecord, Error> {
+pub(crate) fn started(lab: &str, how: &str) -> Result<ExerciseRecord, Error> {
     let dir = lab_dir(lab)?;
     let record = ExerciseRecord::load(&dir)?;
     let data = ledger::LedgerData::load(&dir)?;

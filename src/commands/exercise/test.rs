@@ -31,6 +31,11 @@ pub fn test(
             args.exercise.display()
         )));
     }
+    if let Some(class) = &args.learner.class {
+        return Err(Error::Input(format!(
+            "--class {class}: `exercise test` runs in a lab of its own, not in a class's;              use `labrun exercise check --class {class} --learner ID` on a learner's lab"
+        )));
+    }
     let id = learner(&args.learner)?;
     let secret = course_secret(&args.learner, reporter)?;
     let sets = parse_sets(&args.set)?;

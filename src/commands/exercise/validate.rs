@@ -19,7 +19,7 @@ use super::super::run::compile_offline;
 use super::{Learner, at, declare, location};
 
 /// What validation found: the tasks, and every problem as a diagnostic.
-pub(super) struct Validated {
+pub(crate) struct Validated {
     pub tasks: Vec<TaskSpec>,
     pub solutions: Vec<SolutionSpec>,
 }
@@ -58,7 +58,7 @@ pub fn validate(
 }
 
 /// Validates `ex` for `learner`'s parameters: `Err` lists every problem.
-pub(super) fn check_all(
+pub(crate) fn check_all(
     runtime: &tokio::runtime::Runtime,
     ex: &Exercise,
     learner: &Learner,
