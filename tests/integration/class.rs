@@ -341,7 +341,8 @@ fn a_class_of_three_comes_up_after_a_kill_is_graded_full_partial_zero_and_remove
     );
     let first_lab = format!("{class}.{}", up_first[0]);
     let first_containers = containers(&first_lab);
-    assert_eq!(first_containers.len(), 2, "{first_lab}");
+    // Two instances, each with the holder of its network namespace.
+    assert_eq!(first_containers.len(), 4, "{first_lab}");
 
     // Again: it continues where it was killed and makes nothing twice.
     let resumed_at = Instant::now();
@@ -365,8 +366,8 @@ fn a_class_of_three_comes_up_after_a_kill_is_graded_full_partial_zero_and_remove
     for lab in &labs {
         assert_eq!(
             containers(lab).len(),
-            2,
-            "lab {lab}: exactly its two instances"
+            4,
+            "lab {lab}: exactly its two instances and their holders"
         );
     }
     assert_eq!(
