@@ -70,6 +70,11 @@ for n in "${sizes[@]}"; do
     "$LABRUN_BIN" class up "$exercise" --roster "$work/roster-$n.csv" --name "$class" --output plain >"$work/up.log" 2>&1 \
         || { cat "$work/up.log" >&2; echo "class up failed" >&2; exit 1; }
     up=$(since "$t0")
+    t1=$(now)
+    # Untouched labs fail their checks: grade exits 1 by design.
+    "$LABRUN_BIN" class grade "$class" --output plain >"$work/grade.log" 2>&1 || true
+    grep -q "gradebook" "$work/grade.log" || { cat "$work/grade.log" >&2; echo "class grade failed" >&2; exit 1; }
+    grade=$(since "$t1")
     if [ "$per_lab" = 0 ]; then
         per_lab=$(lab_mib "$class.l001")
         # One learner's lab solved: MySQL installed and running.
@@ -78,11 +83,6 @@ for n in "${sizes[@]}"; do
         solved_mib=$(lab_mib "$class.l001")
         [ "$solved_mib" -gt 0 ] && max_n=$(( (20 * 1024) / solved_mib ))
     fi
-    t1=$(now)
-    # Untouched labs fail their checks: grade exits 1 by design.
-    "$LABRUN_BIN" class grade "$class" --output plain >"$work/grade.log" 2>&1 || true
-    grep -q "gradebook" "$work/grade.log" || { cat "$work/grade.log" >&2; echo "class grade failed" >&2; exit 1; }
-    grade=$(since "$t1")
     t2=$(now)
     "$LABRUN_BIN" class down "$class" >"$work/down.log" 2>&1 \
         || { cat "$work/down.log" >&2; echo "class down failed" >&2; exit 1; }
