@@ -5,15 +5,20 @@
 //! stdout, for tools). Redaction happens here, at the edge, so no caller can
 //! forget it.
 
-use std::cell::Cell;
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressDrawTarget};
 use serde_json::{Value, json};
 
 use crate::redact::Redactor;
+
+mod live;
+mod step;
+
+use step::StepState;
+pub use step::{Status, StepGuard, StepId, current_step, enter_step};
 
 /// How run progress is rendered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -35,73 +40,6 @@ impl OutputMode {
             OutputMode::Plain
         }
     }
-}
-
-/// Outcome of a step.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Status {
-    Ok,
-    Changed,
-    Failed,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Ok => "ok",
-            Status::Changed => "changed",
-            Status::Failed => "failed",
-        }
-    }
-}
-
-/// Identifies a started step; cheap to copy across threads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StepId(usize);
-
-thread_local! {
-    static CURRENT_STEP: Cell<Option<StepId>> = const { Cell::new(None) };
-}
-
-/// The step the calling thread is working for, if any.
-pub fn current_step() -> Option<StepId> {
-    CURRENT_STEP.with(|c| c.get())
-}
-
-/// Makes `step` the calling thread's current step until the guard drops.
-/// `parallel` uses this to carry the parent's step into its worker threads.
-pub fn enter_step(step: Option<StepId>) -> StepGuard {
-    let previous = CURRENT_STEP.with(|c| c.replace(step));
-    StepGuard { previous }
-}
-
-pub struct StepGuard {
-    previous: Option<StepId>,
-}
-
-impl Drop for StepGuard {
-    fn drop(&mut self) {
-        CURRENT_STEP.with(|c| c.set(self.previous));
-    }
-}
-
-struct StepState {
-    name: String,
-    parent: Option<StepId>,
-    depth: usize,
-    started: Instant,
-    changed: bool,
-    bar: Option<ProgressBar>,
-    /// Hosts whose output the step has shown, in the order they spoke.
-    hosts: Vec<HostLine>,
-}
-
-/// A host's latest output line within a step. With two or more hosts, each
-/// gets a live line of its own under the step's spinner.
-struct HostLine {
-    host: String,
-    last: String,
-    bar: Option<ProgressBar>,
 }
 
 /// Counts of finished steps, for the closing summary and the exit status.
@@ -188,21 +126,13 @@ impl Reporter {
         true
     }
 
-    /// A live line of its own (a spinner, `prefix`, the time since it
-    /// started, then a message), drawn in human mode on a terminal; `None`
-    /// otherwise, where the caller prints plain lines instead.
-    pub fn live_line(&self, prefix: &str) -> Option<ProgressBar> {
-        let multi = self.multi.as_ref().filter(|m| !m.is_hidden())?;
-        let bar = multi.add(ProgressBar::new_spinner());
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner:.cyan} {prefix:.bold} {elapsed:>4.dim} {wide_msg}",
-            )
-            .expect("static template"),
-        );
-        bar.set_prefix(self.redactor.redact(prefix));
-        bar.enable_steady_tick(Duration::from_millis(100));
-        Some(bar)
+    /// `text` in an SGR colour when colour is on.
+    fn paint(&self, sgr: &str, text: &str) -> String {
+        if self.colour {
+            format!("\x1b[{sgr}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
     }
 
     pub fn mode(&self) -> OutputMode {
@@ -262,216 +192,6 @@ impl Reporter {
         }
     }
 
-    pub fn step_started(&self, name: &str, parent: Option<StepId>) -> StepId {
-        let mut steps = self.steps.lock().expect("steps lock");
-        let depth = parent.map(|p| steps[p.0].depth + 1).unwrap_or(0);
-        let bar = self.multi.as_ref().filter(|m| !m.is_hidden()).map(|m| {
-            let bar = m.add(ProgressBar::new_spinner());
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner:.cyan} {prefix:.bold} {elapsed:.dim} {wide_msg:.dim}",
-                )
-                .expect("static template"),
-            );
-            bar.set_prefix(format!(
-                "{}{}",
-                "  ".repeat(depth),
-                self.redactor.redact(name)
-            ));
-            bar.enable_steady_tick(Duration::from_millis(100));
-            bar
-        });
-        if let Some(capture) = &self.capture {
-            (capture.on_step)(&self.redactor.redact(name));
-        }
-        let id = StepId(steps.len());
-        steps.push(StepState {
-            name: name.to_string(),
-            parent,
-            depth,
-            started: Instant::now(),
-            changed: false,
-            bar,
-            hosts: Vec::new(),
-        });
-        drop(steps);
-        match self.mode {
-            OutputMode::Json => self.event(json!({"event": "step_started", "step": name})),
-            OutputMode::Plain => self.line(&format!("{}--> {name}", "  ".repeat(depth))),
-            OutputMode::Human => {}
-        }
-        id
-    }
-
-    /// Records that an operation in `step` (and so in every enclosing step)
-    /// changed something.
-    pub fn mark_changed(&self, step: StepId) {
-        let mut steps = self.steps.lock().expect("steps lock");
-        let mut cursor = Some(step);
-        while let Some(id) = cursor {
-            steps[id.0].changed = true;
-            cursor = steps[id.0].parent;
-        }
-    }
-
-    /// Marks the calling thread's current step changed, if there is one.
-    pub fn mark_current_changed(&self) {
-        if let Some(id) = current_step() {
-            self.mark_changed(id);
-        }
-    }
-
-    /// A line of output from work done for the current step that no host
-    /// produced: shown on the step's live line, and logged with `--verbose`.
-    pub fn output(&self, line: &str) {
-        self.output_line(None, line);
-    }
-
-    /// A line of output from `host` (an instance name, or `host:port`) for
-    /// the current step, such as a remote command's stdout. While a step
-    /// hears from one host its line shows the output; from two or more,
-    /// each host gets a live line of its own. With `--verbose`, logged as
-    /// `host | line` (JSON: `"host"`).
-    pub fn host_output(&self, host: &str, line: &str) {
-        self.output_line(Some(host), line);
-    }
-
-    fn output_line(&self, host: Option<&str>, line: &str) {
-        let line = line.trim_end();
-        if line.is_empty() {
-            return;
-        }
-        let step = current_step();
-        if let Some(id) = step {
-            self.show_live(id, host, line);
-        }
-        if self.verbose {
-            match self.mode {
-                OutputMode::Json => {
-                    let mut ev = json!({"event": "output", "line": line});
-                    if let Some(h) = host {
-                        ev["host"] = json!(h);
-                    }
-                    if let Some(id) = step {
-                        ev["step"] = json!(self.step_name(id));
-                    }
-                    self.event(ev)
-                }
-                _ => match host {
-                    Some(h) => self.line(&format!("    {h} | {line}")),
-                    None => self.line(&format!("    | {line}")),
-                },
-            }
-        }
-    }
-
-    /// Updates step `id`'s live display with `line`.
-    fn show_live(&self, id: StepId, host: Option<&str>, line: &str) {
-        let mut steps = self.steps.lock().expect("steps lock");
-        let step = &mut steps[id.0];
-        let Some(host) = host else {
-            if let Some(bar) = &step.bar {
-                bar.set_message(self.redactor.redact(line));
-            }
-            return;
-        };
-        match step.hosts.iter_mut().find(|h| h.host == host) {
-            Some(h) => h.last = line.to_string(),
-            None => step.hosts.push(HostLine {
-                host: host.to_string(),
-                last: line.to_string(),
-                bar: None,
-            }),
-        }
-        let (Some(multi), Some(step_bar)) = (&self.multi, &step.bar) else {
-            return;
-        };
-        if step.hosts.len() == 1 {
-            step_bar.set_message(self.redactor.redact(line));
-            return;
-        }
-        // Two or more hosts: one line each, under the step's spinner.
-        step_bar.set_message("");
-        let indent = "  ".repeat(step.depth + 1);
-        let mut after = step_bar.clone();
-        for h in &mut step.hosts {
-            let bar = h.bar.get_or_insert_with(|| {
-                let bar = multi.insert_after(&after, ProgressBar::new_spinner());
-                bar.set_style(
-                    ProgressStyle::with_template("  {prefix:.bold} {wide_msg:.dim}")
-                        .expect("static template"),
-                );
-                bar.set_prefix(format!("{indent}{} |", self.redactor.redact(&h.host)));
-                bar
-            });
-            if h.host == host || bar.message().is_empty() {
-                bar.set_message(self.redactor.redact(&h.last));
-            }
-            after = bar.clone();
-        }
-    }
-
-    pub fn step_finished(&self, id: StepId, error: Option<&str>) -> Status {
-        let mut steps = self.steps.lock().expect("steps lock");
-        let step = &mut steps[id.0];
-        let status = match (error, step.changed) {
-            (Some(_), _) => Status::Failed,
-            (None, true) => Status::Changed,
-            (None, false) => Status::Ok,
-        };
-        let elapsed = step.started.elapsed();
-        if let Some(bar) = step.bar.take() {
-            bar.finish_and_clear();
-        }
-        for bar in step.hosts.iter_mut().filter_map(|h| h.bar.take()) {
-            bar.finish_and_clear();
-        }
-        let name = step.name.clone();
-        let depth = step.depth;
-        drop(steps);
-        {
-            let mut tally = self.tally.lock().expect("tally lock");
-            match status {
-                Status::Ok => tally.ok += 1,
-                Status::Changed => tally.changed += 1,
-                Status::Failed => tally.failed += 1,
-            }
-        }
-        match self.mode {
-            OutputMode::Json => {
-                let mut ev = json!({"event": "step_finished", "step": name,
-                    "status": status.as_str(), "elapsed_ms": elapsed.as_millis() as u64});
-                if let Some(e) = error {
-                    ev["error"] = json!(e);
-                }
-                self.event(ev)
-            }
-            _ => {
-                let (label, ansi) = match status {
-                    Status::Ok => ("ok", "32"),
-                    Status::Changed => ("changed", "33"),
-                    Status::Failed => ("FAILED", "1;31"),
-                };
-                self.line(&format!(
-                    "{}{}{name} ({})",
-                    "  ".repeat(depth),
-                    self.paint(ansi, &format!("{label:<8}")),
-                    format_duration(elapsed)
-                ));
-            }
-        }
-        status
-    }
-
-    /// `text` in an SGR colour when colour is on.
-    fn paint(&self, sgr: &str, text: &str) -> String {
-        if self.colour {
-            format!("\x1b[{sgr}m{text}\x1b[0m")
-        } else {
-            text.to_string()
-        }
-    }
-
     /// A message from the playbook (`print`, `debug`) or from labrun itself.
     pub fn log(&self, message: &str) {
         match self.mode {
@@ -500,11 +220,6 @@ impl Reporter {
             OutputMode::Json => self.event(json!({"event": "warning", "message": message})),
             _ => self.line(&format!("warning: {message}")),
         }
-    }
-
-    /// Name of a step, for error messages.
-    pub fn step_name(&self, id: StepId) -> String {
-        self.steps.lock().expect("steps lock")[id.0].name.clone()
     }
 
     /// Counts a failure that no step reported (one outside any step), so
@@ -614,30 +329,6 @@ impl Reporter {
             }
             _ => {
                 let _ = writeln!(std::io::stderr().lock(), "{text}");
-            }
-        }
-    }
-
-    /// A progress bar for long work outside steps' spinners (image builds),
-    /// drawn only in human mode.
-    pub fn progress_bar(&self, len: u64, message: &str) -> ProgressBar {
-        match &self.multi {
-            Some(m) if !m.is_hidden() => {
-                let bar = m.add(ProgressBar::new(len));
-                bar.set_style(
-                    ProgressStyle::with_template(
-                        "{spinner:.cyan} {msg} [{bar:30}] {pos}/{len} {elapsed:.dim}",
-                    )
-                    .expect("static template")
-                    .progress_chars("=> "),
-                );
-                bar.set_message(message.to_string());
-                bar.enable_steady_tick(Duration::from_millis(100));
-                bar
-            }
-            _ => {
-                self.line(&format!("... {message}"));
-                ProgressBar::hidden()
             }
         }
     }
