@@ -164,30 +164,10 @@ impl Ledger {
     ) -> Result<Ledger, LedgerError> {
         validate_lab_name(lab)?;
         let dir = root.join("labs").join(lab);
-        private_dir(&dir)?;
-        let lock_path = dir.join("lock");
-        let mut lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&lock_path)
-            .map_err(|e| LedgerError::Io(lock_path.clone(), e))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                let holder = fs::read_to_string(&lock_path).unwrap_or_default();
-                return Err(LedgerError::Locked {
-                    lab: lab.to_string(),
-                    holder: holder.trim().to_string(),
-                });
-            }
-            Err(fs::TryLockError::Error(e)) => return Err(LedgerError::Io(lock_path, e)),
-        }
-        let _ = lock.set_len(0);
-        let _ = writeln!(lock, "pid {}", std::process::id());
+        let lock = take_lock(&dir)?.map_err(|holder| LedgerError::Locked {
+            lab: lab.to_string(),
+            holder,
+        })?;
 
         let now = now_secs();
         let data = match LedgerData::load(&dir)? {
@@ -355,6 +335,35 @@ impl Ledger {
         write_atomic(&path, contents, 0o600)?;
         Ok(path)
     }
+}
+
+/// Takes the lock file of the private directory `dir` (made if missing),
+/// held until the file is dropped or the process dies, and writes this
+/// process's id into it. `Ok(Err(holder))`: another process holds it (what
+/// it wrote, e.g. `pid 42`).
+pub fn take_lock(dir: &Path) -> Result<Result<File, String>, LedgerError> {
+    private_dir(dir)?;
+    let lock_path = dir.join("lock");
+    let mut lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&lock_path)
+        .map_err(|e| LedgerError::Io(lock_path.clone(), e))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let holder = fs::read_to_string(&lock_path).unwrap_or_default();
+            return Ok(Err(holder.trim().to_string()));
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(LedgerError::Io(lock_path, e)),
+    }
+    let _ = lock.set_len(0);
+    let _ = writeln!(lock, "pid {}", std::process::id());
+    Ok(Ok(lock))
 }
 
 /// Makes `dir` (and any missing parent) as a directory only its owner can

@@ -5,9 +5,7 @@
 //! keeps two commands that change the class apart (`class status` reads
 //! without it).
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -15,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::roster::Member;
 use crate::error::{Error, LedgerError};
-use crate::ledger::{now_secs, private_dir, write_atomic};
+use crate::ledger::{now_secs, take_lock, write_atomic};
 use crate::providers::ProviderKind;
 
 pub const FILE: &str = "class.json";
@@ -153,33 +151,11 @@ pub struct Class {
 impl Class {
     /// Takes the lock of the class in `dir` (made 0700 if missing).
     pub fn lock(dir: &Path, class: &str) -> Result<File, Error> {
-        private_dir(dir)?;
-        let lock_path = dir.join("lock");
-        let mut lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&lock_path)
-            .map_err(|e| LedgerError::Io(lock_path.clone(), e))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let holder = std::fs::read_to_string(&lock_path).unwrap_or_default();
-                return Err(Error::Failed(format!(
-                    "class '{class}' is in use by another labrun ({}); wait for it to finish or stop it",
-                    holder.trim()
-                )));
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(LedgerError::Io(lock_path, e).into());
-            }
-        }
-        let _ = lock.set_len(0);
-        let _ = writeln!(lock, "pid {}", std::process::id());
-        Ok(lock)
+        take_lock(dir)?.map_err(|holder| {
+            Error::Failed(format!(
+                "class '{class}' is in use by another labrun ({holder}); wait for it to finish or stop it"
+            ))
+        })
     }
 
     /// The class with `state`, under `lock` (from [`Class::lock`]); saved at once.
