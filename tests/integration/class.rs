@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::aws::{Answer, Fault, FaultProxy, Moto, REGION, on_aws};
-use crate::exercise::{Cleanup, SHIPPED, labelled};
+use crate::exercise::{Cleanup, SHIPPED, labelled, statuses};
 use crate::harness::Test;
 
 const SECRET: &str = "course-secret-for-the-class-tests";
@@ -110,20 +110,6 @@ fn result<'a>(book: &'a Value, learner: &str) -> &'a Value {
         .iter()
         .find(|r| r["learner"] == learner)
         .unwrap_or_else(|| panic!("no result for {learner}"))
-}
-
-fn task_statuses(result: &Value) -> Vec<(String, String)> {
-    result["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            (
-                t["id"].as_str().unwrap().to_string(),
-                t["status"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
 }
 
 /// Containers labelled for `lab`, by id.
@@ -586,12 +572,12 @@ fn a_class_of_three_comes_up_after_a_kill_is_graded_full_partial_zero_and_remove
     assert_eq!(book["max_score"], 15);
     assert_eq!(result(&book, "ana")["score"], 15);
     assert!(
-        task_statuses(result(&book, "ana"))
+        statuses(result(&book, "ana"))
             .iter()
             .all(|(_, s)| s == "passed")
     );
     assert_eq!(result(&book, "bo")["score"], 3);
-    let bo_passed: Vec<String> = task_statuses(result(&book, "bo"))
+    let bo_passed: Vec<String> = statuses(result(&book, "bo"))
         .into_iter()
         .filter(|(_, s)| s == "passed")
         .map(|(id, _)| id)
@@ -599,7 +585,7 @@ fn a_class_of_three_comes_up_after_a_kill_is_graded_full_partial_zero_and_remove
     assert_eq!(bo_passed, ["firewall", "client-installed"]);
     assert_eq!(result(&book, "cy")["score"], 0);
     assert!(
-        task_statuses(result(&book, "cy"))
+        statuses(result(&book, "cy"))
             .iter()
             .all(|(_, s)| s == "failed")
     );
@@ -613,7 +599,7 @@ fn a_class_of_three_comes_up_after_a_kill_is_graded_full_partial_zero_and_remove
     let (cells, scores) = grid(&dom);
     assert_eq!(cells.len(), 3 * 8, "{cells:#?}");
     for c in &cells {
-        let expected = task_statuses(result(&book, &c.learner))
+        let expected = statuses(result(&book, &c.learner))
             .into_iter()
             .find(|(id, _)| *id == c.task)
             .unwrap()

@@ -92,7 +92,8 @@ fn task<'a>(report: &'a Value, id: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no task {id} in {report}"))
 }
 
-fn statuses(report: &Value) -> Vec<(String, String)> {
+/// Each task's id and status in an exercise result object.
+pub(crate) fn statuses(report: &Value) -> Vec<(String, String)> {
     report["tasks"]
         .as_array()
         .unwrap()
