@@ -10,6 +10,7 @@
 //! instance (see `holder`). Everything is labelled `labrun.lab=<lab>` and
 //! recorded in the ledger before and after it is created.
 
+pub mod apt_cache;
 pub mod cgroups;
 pub mod docker;
 pub mod firewall;
@@ -58,6 +59,10 @@ pub struct LocalProvider {
     /// The ruleset last applied per holder: id → (start time, ruleset).
     /// Also serialises applies.
     applied: tokio::sync::Mutex<HashMap<String, (String, String)>>,
+    /// The shared package cache (see `apt_cache`), and whether it was
+    /// brought up for this lab's network in this process.
+    apt_cache: apt_cache::Settings,
+    apt_cache_up: tokio::sync::OnceCell<bool>,
 }
 
 impl LocalProvider {
@@ -67,6 +72,7 @@ impl LocalProvider {
             None => None,
         };
         let firewall = firewall::Mode::detect()?;
+        let apt_cache = apt_cache::Settings::from_env()?;
         let docker = docker::connect().await?;
         let engine = docker.info().await.unwrap_or_default();
         Ok(LocalProvider {
@@ -79,7 +85,43 @@ impl LocalProvider {
             network: tokio::sync::OnceCell::new(),
             launch_lock: tokio::sync::Mutex::new(()),
             applied: tokio::sync::Mutex::new(HashMap::new()),
+            apt_cache,
+            apt_cache_up: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// What new instances on `net` are told about the package cache, when
+    /// it is on (whether it runs yet or not: they fall back while it does
+    /// not).
+    fn apt_cache_endpoint(&self, net: &LabNetwork) -> Option<apt_cache::client::Endpoint> {
+        self.apt_cache.enabled.then(|| apt_cache::endpoint(net))
+    }
+
+    /// Brings the package cache up on the lab's network, once per process
+    /// (on first use this builds its image). A cache that cannot come up
+    /// is a warning: instances then fetch from the mirror directly.
+    async fn ensure_apt_cache(&self, net: &LabNetwork) {
+        if !self.apt_cache.enabled {
+            return;
+        }
+        self.apt_cache_up
+            .get_or_init(|| async {
+                match apt_cache::ensure(&self.docker, &self.scope.reporter, &self.apt_cache, net)
+                    .await
+                {
+                    Ok(()) => true,
+                    Err(e) => {
+                        self.scope.reporter.warn(&format!(
+                            "the package cache {} is not available ({e}); apt on this lab's \
+                             instances fetches from the mirror directly (LABRUN_APT_CACHE=off \
+                             turns the cache off)",
+                            self.apt_cache.name
+                        ));
+                        false
+                    }
+                }
+            })
+            .await;
     }
 
     fn lab(&self) -> &str {
@@ -440,49 +482,21 @@ impl LocalProvider {
         self.enforce(&all).await?;
         Ok(changed)
     }
-}
 
-#[async_trait]
-impl Provider for LocalProvider {
-    async fn operator_cidr(&self) -> ProviderResult<String> {
-        if let Some(c) = &self.operator_cidr {
-            return Ok(c.clone());
-        }
-        // Published ports reach instances from the engine's proxy, and the
-        // host reaches them directly, both from the network's gateway.
-        Ok(format!("{}/32", self.network().await?.gateway))
-    }
-
-    async fn ensure_group(
+    /// [`Provider::launch`] without the package cache: the existing
+    /// instance resumed, or a new one. The lab's network goes to `net_tx`
+    /// as soon as it is known.
+    async fn launch_or_resume(
         &self,
-        name: &str,
-        description: &str,
-    ) -> ProviderResult<(SecurityGroup, bool)> {
-        groups::ensure(&self.scope.ledger, name, description)
-    }
-
-    async fn groups(&self) -> ProviderResult<Vec<SecurityGroup>> {
-        Ok(groups::list(&self.scope.ledger))
-    }
-
-    async fn authorize(&self, group_id: &str, rule: &Rule) -> ProviderResult<bool> {
-        self.change_rule(group_id, rule, true).await
-    }
-
-    async fn revoke(&self, group_id: &str, rule: &Rule) -> ProviderResult<bool> {
-        self.change_rule(group_id, rule, false).await
-    }
-
-    async fn launch(&self, spec: &InstanceSpec) -> ProviderResult<(Instance, bool)> {
+        spec: &InstanceSpec,
+        net_tx: tokio::sync::oneshot::Sender<LabNetwork>,
+    ) -> ProviderResult<(Instance, bool)> {
         let size = instance_size(&spec.instance_type)?;
-        image::recipe(&spec.image)?;
-        for g in &spec.security_groups {
-            groups::find(&self.scope.ledger, g)?;
-        }
         let net_name = self.network_name();
         let cname = instances::container_name(self.lab(), &spec.name);
         if let Some(c) = instances::inspect(&self.docker, self.lab(), &spec.name, &net_name).await?
         {
+            let _ = net_tx.send(self.network().await?.clone());
             return self.resume(c, spec).await;
         }
         let image_ref =
@@ -493,6 +507,7 @@ impl Provider for LocalProvider {
             .await?
             .for_instance(&cname, &spec.image)?;
         let net = self.network().await?.clone();
+        let _ = net_tx.send(net.clone());
 
         // The lock covers choosing the IP and recording it (free_ip reads
         // the ledger), not the engine's create.
@@ -562,6 +577,14 @@ impl Provider for LocalProvider {
                 return Err(api(format!("creating instance {}", spec.name), e));
             }
         };
+        if let Some(endpoint) = self.apt_cache_endpoint(&net)
+            && let Err(e) = apt_cache::configure_instance(&self.docker, &id, &endpoint).await
+        {
+            self.scope.reporter.warn(&format!(
+                "instance {}: {e}; its apt fetches from the mirror directly",
+                spec.name
+            ));
+        }
         // The holder first (it closes its namespace as it starts), its
         // table, and only then the instance.
         if let Err(e) = self
@@ -598,6 +621,56 @@ impl Provider for LocalProvider {
         let now = current(self.containers().await?)?;
         self.record(&now)?;
         Ok((now.instance, true))
+    }
+}
+
+#[async_trait]
+impl Provider for LocalProvider {
+    async fn operator_cidr(&self) -> ProviderResult<String> {
+        if let Some(c) = &self.operator_cidr {
+            return Ok(c.clone());
+        }
+        // Published ports reach instances from the engine's proxy, and the
+        // host reaches them directly, both from the network's gateway.
+        Ok(format!("{}/32", self.network().await?.gateway))
+    }
+
+    async fn ensure_group(
+        &self,
+        name: &str,
+        description: &str,
+    ) -> ProviderResult<(SecurityGroup, bool)> {
+        groups::ensure(&self.scope.ledger, name, description)
+    }
+
+    async fn groups(&self) -> ProviderResult<Vec<SecurityGroup>> {
+        Ok(groups::list(&self.scope.ledger))
+    }
+
+    async fn authorize(&self, group_id: &str, rule: &Rule) -> ProviderResult<bool> {
+        self.change_rule(group_id, rule, true).await
+    }
+
+    async fn revoke(&self, group_id: &str, rule: &Rule) -> ProviderResult<bool> {
+        self.change_rule(group_id, rule, false).await
+    }
+
+    async fn launch(&self, spec: &InstanceSpec) -> ProviderResult<(Instance, bool)> {
+        instance_size(&spec.instance_type)?;
+        image::recipe(&spec.image)?;
+        for g in &spec.security_groups {
+            groups::find(&self.scope.ledger, g)?;
+        }
+        // The package cache comes up (on first use: is built) while the
+        // instance is created or resumed, once its network is known.
+        let (net_tx, net_rx) = tokio::sync::oneshot::channel();
+        let cache = async {
+            if let Ok(net) = net_rx.await {
+                self.ensure_apt_cache(&net).await;
+            }
+        };
+        let (_, launched) = tokio::join!(cache, self.launch_or_resume(spec, net_tx));
+        launched
     }
 
     async fn instances(&self) -> ProviderResult<Vec<Instance>> {
@@ -711,6 +784,7 @@ impl Provider for LocalProvider {
             .map_err(|e| api("listing networks", e))?;
         nets.extend(labelled.into_iter().filter_map(|n| n.name));
         for name in nets {
+            apt_cache::disconnect_all(&self.docker, &name).await?;
             match self.docker.remove_network(&name).await {
                 Ok(()) => lines.push(format!("removed network {name}")),
                 Err(e) if docker::is_not_found(&e) => {}
