@@ -21,7 +21,7 @@ pub mod image;
 pub mod instances;
 pub mod network;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use async_trait::async_trait;
@@ -56,9 +56,10 @@ pub struct LocalProvider {
     network: tokio::sync::OnceCell<LabNetwork>,
     /// Held while an instance's IP is chosen and its container created.
     launch_lock: tokio::sync::Mutex<()>,
-    /// The ruleset last applied per holder: id → (start time, ruleset).
-    /// Also serialises applies.
-    applied: tokio::sync::Mutex<HashMap<String, (String, String)>>,
+    /// What was last applied per holder: id → [`table_key`] of its start
+    /// time and ruleset, kept in the ledger so that a later run does not
+    /// apply an unchanged table again. Also serialises applies.
+    applied: tokio::sync::Mutex<BTreeMap<String, String>>,
     /// The shared package cache (see `apt_cache`), and whether it was
     /// brought up for this lab's network in this process.
     apt_cache: apt_cache::Settings,
@@ -75,6 +76,7 @@ impl LocalProvider {
         let apt_cache = apt_cache::Settings::from_env()?;
         let docker = docker::connect().await?;
         let engine = docker.info().await.unwrap_or_default();
+        let applied = scope.ledger.snapshot().firewall;
         Ok(LocalProvider {
             docker,
             scope,
@@ -84,7 +86,7 @@ impl LocalProvider {
             cgroups: tokio::sync::OnceCell::new(),
             network: tokio::sync::OnceCell::new(),
             launch_lock: tokio::sync::Mutex::new(()),
-            applied: tokio::sync::Mutex::new(HashMap::new()),
+            applied: tokio::sync::Mutex::new(applied),
             apt_cache,
             apt_cache_up: tokio::sync::OnceCell::new(),
         })
@@ -189,12 +191,13 @@ impl LocalProvider {
                 .cloned()
                 .collect();
             let ruleset = firewall::render(&attached, &members);
-            let key = (h.started_at.clone(), ruleset);
+            let key = table_key(&h.started_at, &ruleset);
             if applied.get(&h.id) != Some(&key) {
-                work.push((c, h, key));
+                work.push((c, h, key, ruleset));
             }
         }
-        let results = futures_util::future::join_all(work.iter().map(|(_, h, (_, ruleset))| {
+        let before = applied.clone();
+        let results = futures_util::future::join_all(work.iter().map(|(_, h, _, ruleset)| {
             let target = firewall::Target {
                 container_id: &h.id,
                 pid: h.pid,
@@ -206,7 +209,7 @@ impl LocalProvider {
         .await;
         let mut first_error = None;
         let mut failed = BTreeSet::new();
-        for ((c, h, key), r) in work.into_iter().zip(results) {
+        for ((c, h, key, _), r) in work.into_iter().zip(results) {
             match r {
                 Ok(()) => {
                     applied.insert(h.id.clone(), key);
@@ -260,6 +263,10 @@ impl LocalProvider {
                         e,
                     )
                 })?;
+        }
+        if *applied != before {
+            let now = applied.clone();
+            self.scope.ledger.update(|d| d.firewall = now)?;
         }
         drop(applied);
         first_error.map_or(Ok(()), Err)
@@ -381,8 +388,8 @@ impl LocalProvider {
                 i.security_groups.join(", ")
             ));
         }
-        let holder_id = match &c.holder {
-            Some(h) if h.running => h.id.clone(),
+        match &c.holder {
+            Some(h) if h.running => {}
             Some(h) => {
                 self.start(
                     &h.id,
@@ -390,7 +397,6 @@ impl LocalProvider {
                 )
                 .await?;
                 changed = true;
-                h.id.clone()
             }
             None => {
                 // The engine ties the instance to its holder's id: there is
@@ -404,8 +410,9 @@ impl LocalProvider {
                     holder::holder_name(self.lab(), &spec.name)
                 )));
             }
-        };
-        self.applied.lock().await.remove(&holder_id);
+        }
+        // A holder started here has a new start time, so its table is
+        // applied again; one that kept running keeps the table it has.
         let all = self.containers().await?;
         self.enforce(&all).await?;
         if !c.running() {
@@ -413,9 +420,13 @@ impl LocalProvider {
                 .await?;
             changed = true;
         }
-        let current = self
-            .containers()
-            .await?
+        // Looked at again only if something was started (ports change).
+        let now = if changed {
+            self.containers().await?
+        } else {
+            all
+        };
+        let current = now
             .into_iter()
             .find(|x| x.id == c.id)
             .ok_or_else(|| ProviderError::State(format!("instance {} vanished", spec.name)))?;
@@ -478,8 +489,12 @@ impl LocalProvider {
             groups::find(&self.scope.ledger, source)?;
         }
         let changed = groups::change_rule(&self.scope.ledger, group_id, rule, add)?;
-        let all = self.containers().await?;
-        self.enforce(&all).await?;
+        // An unchanged rule changes no table: launches and `instances()`
+        // still check every holder.
+        if changed {
+            let all = self.containers().await?;
+            self.enforce(&all).await?;
+        }
         Ok(changed)
     }
 
@@ -705,7 +720,11 @@ impl Provider for LocalProvider {
             .ledger
             .forget(ResourceKind::Instance, &c.instance.name)?;
         if let Some(h) = &c.holder {
-            self.applied.lock().await.remove(&h.id);
+            let mut applied = self.applied.lock().await;
+            if applied.remove(&h.id).is_some() {
+                let now = applied.clone();
+                self.scope.ledger.update(|d| d.firewall = now)?;
+            }
         }
         let rest: Vec<Container> = all.into_iter().filter(|x| x.id != c.id).collect();
         self.enforce(&rest).await?;
@@ -766,6 +785,7 @@ impl Provider for LocalProvider {
             ledger.forget(ResourceKind::Instance, &r.name)?;
         }
         self.applied.lock().await.clear();
+        ledger.update(|d| d.firewall.clear())?;
 
         // Networks: the lab's name, what the ledger has, what is labelled.
         let mut nets: BTreeSet<String> = BTreeSet::from([self.network_name()]);
@@ -811,6 +831,16 @@ impl Provider for LocalProvider {
     async fn images(&self) -> ProviderResult<Vec<ImageInfo>> {
         image::list(&self.docker).await
     }
+}
+
+/// What [`LocalProvider::enforce`] remembers of a holder's table: its
+/// start time (a restarted holder has a new, closed namespace) and the
+/// ruleset, hashed.
+fn table_key(started_at: &str, ruleset: &str) -> String {
+    format!(
+        "{:016x}",
+        network::fnv1a(format!("{started_at}\n{ruleset}").as_bytes())
+    )
 }
 
 /// The instances of `lab` as the engine has them now, without the lab's
