@@ -485,6 +485,27 @@ mod tests {
     }
 
     #[test]
+    fn an_unchanged_ledger_is_not_written_again() {
+        let root = tempfile::tempdir().unwrap();
+        let l = Ledger::open(root.path(), "t4", ProviderKind::Local, Redactor::new()).unwrap();
+        let path = l.dir().join("ledger.json");
+        assert!(path.exists(), "a new lab's ledger is written at once");
+        l.update(|d| d.firewall.insert("h1".into(), "k1".into()))
+            .unwrap();
+        let written = fs::read_to_string(&path).unwrap();
+        assert!(written.contains("\"h1\": \"k1\""), "{written}");
+        // No change: no write (the file is not even replaced).
+        fs::write(&path, "sentinel").unwrap();
+        l.update(|d| d.firewall.insert("h1".into(), "k1".into()))
+            .unwrap();
+        l.save().unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "sentinel");
+        // A change is written.
+        l.update(|d| d.firewall.clear()).unwrap();
+        assert!(!fs::read_to_string(&path).unwrap().contains("firewall"));
+    }
+
+    #[test]
     fn lab_id_is_made_once_and_kept() {
         let root = tempfile::tempdir().unwrap();
         let first = {
