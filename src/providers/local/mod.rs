@@ -51,7 +51,9 @@ pub struct LocalProvider {
     scope: LabScope,
     operator_cidr: Option<String>,
     firewall: firewall::Mode,
-    engine: SystemInfo,
+    /// What the engine says of its host, asked on first need (a converged
+    /// run never needs it).
+    engine: tokio::sync::OnceCell<SystemInfo>,
     cgroups: tokio::sync::OnceCell<HostCgroups>,
     network: tokio::sync::OnceCell<LabNetwork>,
     /// Held while an instance's IP is chosen and its container created.
@@ -75,14 +77,13 @@ impl LocalProvider {
         let firewall = firewall::Mode::detect()?;
         let apt_cache = apt_cache::Settings::from_env()?;
         let docker = docker::connect().await?;
-        let engine = docker.info().await.unwrap_or_default();
         let applied = scope.ledger.snapshot().firewall;
         Ok(LocalProvider {
             docker,
             scope,
             operator_cidr,
             firewall,
-            engine,
+            engine: tokio::sync::OnceCell::new(),
             cgroups: tokio::sync::OnceCell::new(),
             network: tokio::sync::OnceCell::new(),
             launch_lock: tokio::sync::Mutex::new(()),
@@ -134,8 +135,14 @@ impl LocalProvider {
         network::network_name(self.lab())
     }
 
-    fn host_cpus(&self) -> i64 {
-        self.engine.ncpu.unwrap_or(1)
+    async fn engine(&self) -> &SystemInfo {
+        self.engine
+            .get_or_init(|| async { self.docker.info().await.unwrap_or_default() })
+            .await
+    }
+
+    async fn host_cpus(&self) -> i64 {
+        self.engine().await.ncpu.unwrap_or(1)
     }
 
     /// The lab's network, created on first need.
@@ -148,11 +155,12 @@ impl LocalProvider {
     /// The engine host's cgroup layout, found out on first need
     /// (`probe_image` runs the probe where it must be asked of a container).
     async fn host_cgroups(&self, probe_image: &str) -> ProviderResult<HostCgroups> {
+        let engine = self.engine().await;
         self.cgroups
             .get_or_try_init(|| {
                 HostCgroups::detect(
                     &self.docker,
-                    &self.engine,
+                    engine,
                     docker::engine_is_local(),
                     probe_image,
                     self.lab(),
@@ -472,7 +480,8 @@ impl LocalProvider {
     /// to remove the container's own cgroup first. Best effort: a leftover
     /// is an empty directory.
     async fn forget_cgroup(&self, container: &str) {
-        let Some(cg) = HostCgroups::seen_here(&self.engine).filter(|_| docker::engine_is_local())
+        let Some(cg) =
+            HostCgroups::seen_here(self.engine().await).filter(|_| docker::engine_is_local())
         else {
             return;
         };
@@ -561,7 +570,7 @@ impl LocalProvider {
             image_ref: &image_ref,
             instance_type: &spec.instance_type,
             size,
-            host_cpus: self.host_cpus(),
+            host_cpus: self.host_cpus().await,
             groups: &spec.security_groups,
             holder: &hname,
             ip,
