@@ -62,7 +62,8 @@ pub enum Command {
     /// key pair), found through its ledger and its labels/tags; keeps its key
     /// and secrets so a re-run reuses them
     Destroy(DestroyArgs),
-    /// List the local provider's base images; build them with --build
+    /// List the local provider's base images and its package cache; build
+    /// images with --build, remove the package cache with --prune
     Images {
         /// Build this image now if it is not built yet (repeatable)
         #[arg(long = "build", value_name = "NAME")]
@@ -70,6 +71,10 @@ pub enum Command {
         /// With --build: build again even if it is cached
         #[arg(long, requires = "build")]
         rebuild: bool,
+        /// Remove the shared package cache (its container, the volume of
+        /// cached packages, its image); the next launch starts it anew
+        #[arg(long, conflicts_with = "build")]
+        prune: bool,
         /// Output format: `json` prints NDJSON events, the list last [default: text]
         #[arg(long, value_enum)]
         output: Option<OutputMode>,

@@ -106,7 +106,7 @@ pub struct Resource {
 }
 
 /// What `ledger.json` holds.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LedgerData {
     pub lab: String,
     pub provider: ProviderKind,
@@ -127,6 +127,11 @@ pub struct LedgerData {
     /// [`Ledger::lab_id`]; ledgers written before it existed have none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lab_id: Option<String>,
+    /// Local provider: the firewall table each network holder has, by
+    /// holder id (a hash of its start time and ruleset), so that a run
+    /// applies only the tables that changed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub firewall: BTreeMap<String, String>,
 }
 
 impl LedgerData {
@@ -217,10 +222,16 @@ impl Ledger {
         self.data.lock().expect("ledger lock").clone()
     }
 
-    /// Applies `f` to the data and writes the result atomically.
+    /// Applies `f` to the data and writes the result atomically, unless
+    /// `f` changed nothing and the file exists (a converged run writes no
+    /// ledger; `updated_at` is when something last changed).
     pub fn update<T>(&self, f: impl FnOnce(&mut LedgerData) -> T) -> Result<T, LedgerError> {
         let mut data = self.data.lock().expect("ledger lock");
+        let before = data.clone();
         let out = f(&mut data);
+        if *data == before && self.dir.join("ledger.json").exists() {
+            return Ok(out);
+        }
         data.updated_at = now_secs();
         let text = serde_json::to_string_pretty(&*data).expect("ledger serializes");
         write_atomic(
@@ -480,6 +491,27 @@ mod tests {
         assert_eq!(mode, 0o600);
         let ledger_text = fs::read_to_string(l.dir().join("ledger.json")).unwrap();
         assert!(!ledger_text.contains(&pw));
+    }
+
+    #[test]
+    fn an_unchanged_ledger_is_not_written_again() {
+        let root = tempfile::tempdir().unwrap();
+        let l = Ledger::open(root.path(), "t4", ProviderKind::Local, Redactor::new()).unwrap();
+        let path = l.dir().join("ledger.json");
+        assert!(path.exists(), "a new lab's ledger is written at once");
+        l.update(|d| d.firewall.insert("h1".into(), "k1".into()))
+            .unwrap();
+        let written = fs::read_to_string(&path).unwrap();
+        assert!(written.contains("\"h1\": \"k1\""), "{written}");
+        // No change: no write (the file is not even replaced).
+        fs::write(&path, "sentinel").unwrap();
+        l.update(|d| d.firewall.insert("h1".into(), "k1".into()))
+            .unwrap();
+        l.save().unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "sentinel");
+        // A change is written.
+        l.update(|d| d.firewall.clear()).unwrap();
+        assert!(!fs::read_to_string(&path).unwrap().contains("firewall"));
     }
 
     #[test]

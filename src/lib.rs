@@ -73,9 +73,12 @@ fn dispatch(
         Command::Docs => commands::docs::docs(runtime, reporter),
         Command::Status { lab, .. } => commands::status::status(runtime, reporter, lab.as_deref()),
         Command::Destroy(args) => commands::destroy::destroy(runtime, reporter, args),
-        Command::Images { build, rebuild, .. } => {
-            commands::images::images(runtime, reporter, &build, rebuild)
-        }
+        Command::Images {
+            build,
+            rebuild,
+            prune,
+            ..
+        } => commands::images::images(runtime, reporter, &build, rebuild, prune),
         Command::Definitions { dir } => commands::definitions::definitions(runtime, reporter, &dir),
         Command::Completions { shell } => commands::completions::completions(reporter, shell),
         Command::Man { dir } => commands::man::man(reporter, dir.as_deref()),

@@ -170,6 +170,33 @@ fn run(ctx: &LabContext, s: &Session, cmd: &str, o: RunOptions) -> RhaiResult<Ma
     Ok(m)
 }
 
+fn converse(
+    ctx: &LabContext,
+    s: &Session,
+    cmd: &str,
+    input: &str,
+    marker: &str,
+    m: &Map,
+) -> RhaiResult<String> {
+    let f = "ssh.converse";
+    ctx.check_cancel()?;
+    let o = Options::new(f, m, &["sudo", "timeout"], &[])?;
+    if marker.is_empty() || marker.contains('\n') {
+        return Err(script_error(format!(
+            "{f}: the marker must be one non-empty line, got {marker:?}"
+        )));
+    }
+    let turn = crate::ssh::kept::Turn {
+        command: cmd,
+        sudo: o.flag("sudo")?.unwrap_or(false),
+        marker,
+        timeout: o.seconds("timeout")?.unwrap_or(DEFAULT_COMMAND_TIMEOUT),
+        cancel: Some(ctx.cancel.clone()),
+    };
+    ctx.block_on(s.converse(&turn, input.as_bytes()))
+        .map_err(|e| fail(f, e))
+}
+
 const FILE_KEYS: &[&str] = &["mode", "owner", "sudo"];
 
 fn file_options(function: &str, m: &Map, keys: &[&str]) -> RhaiResult<FileOptions> {
@@ -379,6 +406,32 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
             let mut o = run_options(&c, "ssh.sudo", &o)?;
             o.sudo = true;
             run(&c, s, cmd, o)
+        }
+    );
+
+    let c = ctx.clone();
+    method!(
+        "converse",
+        &[
+            "this: Session",
+            "cmd: string",
+            "input: string",
+            "marker: string",
+            "options: Map",
+            "String"
+        ],
+        "Talks to `cmd` kept running on this host: writes `input` to its stdin and
+        returns what it prints up to a line equal to `marker`, which `input` must make
+        it print (a SQL client is sent `SELECT 'marker';` after the query). The command
+        starts on the first call and stays for the session, so a call costs a round
+        trip instead of a start: for a client asked many small questions. Options
+        `#{sudo, timeout}` (`timeout` in seconds, default 1800). A call that fails in
+        any way (the command exited, e.g. on an error; the time limit) throws and ends
+        the command, and the next call starts it again: send what is safe to send
+        twice, and run it with `run` when this throws (`mysql_server` does so for its
+        queries).",
+        move |s: &mut Session, cmd: &str, input: &str, marker: &str, o: Map| {
+            converse(&c, s, cmd, input, marker, &o)
         }
     );
 

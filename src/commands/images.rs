@@ -1,13 +1,15 @@
-//! `labrun images`: the local provider's base images, built on request.
-//! With `--output json`, build progress comes as NDJSON events and the list
-//! last, as one `images` event.
+//! `labrun images`: the local provider's base images, built on request,
+//! and its shared package cache, removed on request (`--prune`). With
+//! `--output json`, build progress comes as NDJSON events, what `--prune`
+//! removed as one `pruned` event, and the list last, as one `images` event
+//! (with the cache as `apt_cache`).
 
 use std::sync::Arc;
 
 use serde_json::json;
 
 use crate::error::{Error, Exit};
-use crate::providers::local::{docker, image};
+use crate::providers::local::{apt_cache, docker, image};
 use crate::report::{OutputMode, Reporter};
 
 pub fn images(
@@ -15,8 +17,10 @@ pub fn images(
     reporter: &Arc<Reporter>,
     build: &[String],
     rebuild: bool,
+    prune: bool,
 ) -> Result<Exit, Error> {
-    let list = runtime.block_on(async {
+    let settings = apt_cache::Settings::from_env()?;
+    let (list, cache, removed) = runtime.block_on(async {
         for name in build {
             image::recipe(name)?;
         }
@@ -24,11 +28,27 @@ pub fn images(
         for name in build {
             image::ensure(&docker, reporter, name, rebuild).await?;
         }
-        image::list(&docker).await
+        let removed = if prune {
+            apt_cache::prune(&docker, &settings).await?
+        } else {
+            Vec::new()
+        };
+        let list = image::list(&docker).await?;
+        let cache = apt_cache::status(&docker, &settings).await?;
+        Ok::<_, Error>((list, cache, removed))
     })?;
     if reporter.mode() == OutputMode::Json {
-        reporter.print_event(json!({"event": "images", "images": list}));
+        if prune {
+            reporter.print_event(json!({"event": "pruned", "removed": removed}));
+        }
+        reporter.print_event(json!({"event": "images", "images": list, "apt_cache": cache}));
         return Ok(Exit::Ok);
+    }
+    for line in &removed {
+        reporter.print(line);
+    }
+    if prune && removed.is_empty() {
+        reporter.print("no package cache to remove");
     }
     reporter.print(&format!("{:<14} {:<6} DETAIL", "IMAGE", "READY"));
     for i in list {
@@ -39,5 +59,14 @@ pub fn images(
             i.detail
         ));
     }
+    let state = match (cache.enabled, cache.state.as_str()) {
+        (false, _) => "off (LABRUN_APT_CACHE=off)".to_string(),
+        (true, "absent") => "not started (starts with the first local launch)".to_string(),
+        (true, state) => format!("{state}, serving {} lab network(s)", cache.networks),
+    };
+    reporter.print(&format!(
+        "package cache {}: {state}; `labrun images --prune` removes it",
+        cache.container
+    ));
     Ok(Exit::Ok)
 }

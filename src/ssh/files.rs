@@ -207,6 +207,31 @@ impl Session {
         }
     }
 
+    /// The contents of `path`, which must exist: one round trip where it
+    /// exists and reads whole, else the two of [`Session::file_exists`] and
+    /// [`Session::read_file`], for their exact answers and errors.
+    async fn read_existing(&self, path: &str, sudo: bool) -> SshResult<String> {
+        check_path(path)?;
+        let run = RunOptions {
+            sudo,
+            check: false,
+            ..Default::default()
+        };
+        let q = quote(path);
+        let out = self
+            .run_quiet(&format!("test -e {q} || exit 97; exec cat -- {q}"), &run)
+            .await?;
+        match out.code {
+            0 if out.omitted == (0, 0) => return Ok(out.stdout),
+            97 => return Err(SshError::Invalid(format!("{path} does not exist"))),
+            _ => {}
+        }
+        if !self.file_exists(path, sudo).await? {
+            return Err(SshError::Invalid(format!("{path} does not exist")));
+        }
+        self.read_file(path, sudo).await
+    }
+
     /// lineinfile: replaces the last line of `path` matching `regex` with
     /// `line`, else appends `line` (unless it is already there). The file
     /// must exist; its mode and owner are kept. Returns whether it changed.
@@ -222,11 +247,7 @@ impl Session {
                 "the replacement line must not contain a newline".into(),
             ));
         }
-        let exists = self.file_exists(path, sudo).await?;
-        if !exists {
-            return Err(SshError::Invalid(format!("{path} does not exist")));
-        }
-        let content = self.read_file(path, sudo).await?;
+        let content = self.read_existing(path, sudo).await?;
         match replace_line_in(&content, regex, line) {
             None => Ok(false),
             Some(new) => {

@@ -18,6 +18,7 @@ pub mod capture;
 pub mod exec;
 pub mod files;
 pub mod forward;
+pub mod kept;
 pub mod pool;
 pub mod session;
 pub mod system;

@@ -176,6 +176,8 @@ pub(crate) struct Inner {
     pub(crate) closed: ClosedReason,
     /// Local port tunnels by (host, port): local port and accept loop.
     pub(crate) forwards: Mutex<HashMap<(String, u16), (u16, tokio::task::AbortHandle)>>,
+    /// Commands kept running (see `kept`), by command and sudo.
+    pub(crate) kept: tokio::sync::Mutex<HashMap<(String, bool), super::kept::Kept>>,
 }
 
 impl Drop for Inner {
@@ -335,6 +337,7 @@ impl Session {
                 host_key: server_key,
                 closed,
                 forwards: Mutex::new(HashMap::new()),
+                kept: tokio::sync::Mutex::new(HashMap::new()),
             }),
         })
     }

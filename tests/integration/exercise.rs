@@ -42,6 +42,10 @@ impl Drop for Cleanup {
                     let rm: &[&str] = if what[0] == "ps" {
                         &["rm", "-f"]
                     } else {
+                        // The package cache is on every lab's network.
+                        let _ = Command::new("docker")
+                            .args(["network", "disconnect", "-f", id, "labrun-apt-cache"])
+                            .output();
                         &["network", "rm"]
                     };
                     let _ = Command::new("docker").args(rm).arg(id).output();

@@ -31,6 +31,8 @@ impl Drop for Cleanup {
         }
         let (_, nets) = docker(&["network", "ls", "-q", "--filter", &filter]);
         for id in nets.split_whitespace() {
+            // The package cache is on every lab's network.
+            docker(&["network", "disconnect", "-f", id, "labrun-apt-cache"]);
             docker(&["network", "rm", id]);
         }
     }

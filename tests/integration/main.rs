@@ -1,5 +1,6 @@
 //! One integration-test binary: every test runs the real `labrun` binary.
 
+mod apt_cache;
 mod authoring;
 mod aws;
 mod class;

@@ -328,8 +328,11 @@ pub async fn labelled(docker: &Docker, lab: &str) -> ProviderResult<Vec<(String,
 pub async fn list(docker: &Docker, lab: &str, network: &str) -> ProviderResult<Vec<Container>> {
     let mut instances = Vec::new();
     let mut holders: HashMap<String, ContainerInspectResponse> = HashMap::new();
-    for (id, _) in labelled(docker, lab).await? {
-        let Some(c) = inspect_raw(docker, &id).await? else {
+    let ids = labelled(docker, lab).await?;
+    let inspected =
+        futures_util::future::join_all(ids.iter().map(|(id, _)| inspect_raw(docker, id))).await;
+    for c in inspected {
+        let Some(c) = c? else {
             continue;
         };
         let labels = labels_of(&c);

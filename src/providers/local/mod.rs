@@ -10,6 +10,7 @@
 //! instance (see `holder`). Everything is labelled `labrun.lab=<lab>` and
 //! recorded in the ledger before and after it is created.
 
+pub mod apt_cache;
 pub mod cgroups;
 pub mod docker;
 pub mod firewall;
@@ -20,7 +21,7 @@ pub mod image;
 pub mod instances;
 pub mod network;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use async_trait::async_trait;
@@ -54,14 +55,21 @@ pub struct LocalProvider {
     scope: LabScope,
     operator_cidr: Option<String>,
     firewall: firewall::Mode,
-    engine: SystemInfo,
+    /// What the engine says of its host, asked on first need (a converged
+    /// run never needs it).
+    engine: tokio::sync::OnceCell<SystemInfo>,
     cgroups: tokio::sync::OnceCell<HostCgroups>,
     network: tokio::sync::OnceCell<LabNetwork>,
     /// Held while an instance's IP is chosen and its container created.
     launch_lock: tokio::sync::Mutex<()>,
-    /// The ruleset last applied per holder: id → (start time, ruleset).
-    /// Also serialises applies.
-    applied: tokio::sync::Mutex<HashMap<String, (String, String)>>,
+    /// What was last applied per holder: id → [`table_key`] of its start
+    /// time and ruleset, kept in the ledger so that a later run does not
+    /// apply an unchanged table again. Also serialises applies.
+    applied: tokio::sync::Mutex<BTreeMap<String, String>>,
+    /// The shared package cache (see `apt_cache`), and whether it was
+    /// brought up for this lab's network in this process.
+    apt_cache: apt_cache::Settings,
+    apt_cache_up: tokio::sync::OnceCell<bool>,
 }
 
 impl LocalProvider {
@@ -71,19 +79,56 @@ impl LocalProvider {
             None => None,
         };
         let firewall = firewall::Mode::detect()?;
+        let apt_cache = apt_cache::Settings::from_env()?;
         let docker = docker::connect().await?;
-        let engine = docker.info().await.unwrap_or_default();
+        let applied = scope.ledger.snapshot().firewall;
         Ok(LocalProvider {
             docker,
             scope,
             operator_cidr,
             firewall,
-            engine,
+            engine: tokio::sync::OnceCell::new(),
             cgroups: tokio::sync::OnceCell::new(),
             network: tokio::sync::OnceCell::new(),
             launch_lock: tokio::sync::Mutex::new(()),
-            applied: tokio::sync::Mutex::new(HashMap::new()),
+            applied: tokio::sync::Mutex::new(applied),
+            apt_cache,
+            apt_cache_up: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// What new instances on `net` are told about the package cache, when
+    /// it is on (whether it runs yet or not: they fall back while it does
+    /// not).
+    fn apt_cache_endpoint(&self, net: &LabNetwork) -> Option<apt_cache::client::Endpoint> {
+        self.apt_cache.enabled.then(|| apt_cache::endpoint(net))
+    }
+
+    /// Brings the package cache up on the lab's network, once per process
+    /// (on first use this builds its image). A cache that cannot come up
+    /// is a warning: instances then fetch from the mirror directly.
+    async fn ensure_apt_cache(&self, net: &LabNetwork) {
+        if !self.apt_cache.enabled {
+            return;
+        }
+        self.apt_cache_up
+            .get_or_init(|| async {
+                match apt_cache::ensure(&self.docker, &self.scope.reporter, &self.apt_cache, net)
+                    .await
+                {
+                    Ok(()) => true,
+                    Err(e) => {
+                        self.scope.reporter.warn(&format!(
+                            "the package cache {} is not available ({e}); apt on this lab's \
+                             instances fetches from the mirror directly (LABRUN_APT_CACHE=off \
+                             turns the cache off)",
+                            self.apt_cache.name
+                        ));
+                        false
+                    }
+                }
+            })
+            .await;
     }
 
     fn lab(&self) -> &str {
@@ -94,8 +139,14 @@ impl LocalProvider {
         network::network_name(self.lab())
     }
 
-    fn host_cpus(&self) -> i64 {
-        self.engine.ncpu.unwrap_or(1)
+    async fn engine(&self) -> &SystemInfo {
+        self.engine
+            .get_or_init(|| async { self.docker.info().await.unwrap_or_default() })
+            .await
+    }
+
+    async fn host_cpus(&self) -> i64 {
+        self.engine().await.ncpu.unwrap_or(1)
     }
 
     /// The lab's network, created on first need.
@@ -108,11 +159,12 @@ impl LocalProvider {
     /// The engine host's cgroup layout, found out on first need
     /// (`probe_image` runs the probe where it must be asked of a container).
     async fn host_cgroups(&self, probe_image: &str) -> ProviderResult<HostCgroups> {
+        let engine = self.engine().await;
         self.cgroups
             .get_or_try_init(|| {
                 HostCgroups::detect(
                     &self.docker,
-                    &self.engine,
+                    engine,
                     docker::engine_is_local(),
                     probe_image,
                     self.lab(),
@@ -151,12 +203,13 @@ impl LocalProvider {
                 .cloned()
                 .collect();
             let ruleset = firewall::render(&attached, &members);
-            let key = (h.started_at.clone(), ruleset);
+            let key = table_key(&h.started_at, &ruleset);
             if applied.get(&h.id) != Some(&key) {
-                work.push((c, h, key));
+                work.push((c, h, key, ruleset));
             }
         }
-        let results = futures_util::future::join_all(work.iter().map(|(_, h, (_, ruleset))| {
+        let before = applied.clone();
+        let results = futures_util::future::join_all(work.iter().map(|(_, h, _, ruleset)| {
             let target = firewall::Target {
                 container_id: &h.id,
                 pid: h.pid,
@@ -168,7 +221,7 @@ impl LocalProvider {
         .await;
         let mut first_error = None;
         let mut failed = BTreeSet::new();
-        for ((c, h, key), r) in work.into_iter().zip(results) {
+        for ((c, h, key, _), r) in work.into_iter().zip(results) {
             match r {
                 Ok(()) => {
                     applied.insert(h.id.clone(), key);
@@ -222,6 +275,10 @@ impl LocalProvider {
                         e,
                     )
                 })?;
+        }
+        if *applied != before {
+            let now = applied.clone();
+            self.scope.ledger.update(|d| d.firewall = now)?;
         }
         drop(applied);
         first_error.map_or(Ok(()), Err)
@@ -343,8 +400,8 @@ impl LocalProvider {
                 i.security_groups.join(", ")
             ));
         }
-        let holder_id = match &c.holder {
-            Some(h) if h.running => h.id.clone(),
+        match &c.holder {
+            Some(h) if h.running => {}
             Some(h) => {
                 self.start(
                     &h.id,
@@ -352,7 +409,6 @@ impl LocalProvider {
                 )
                 .await?;
                 changed = true;
-                h.id.clone()
             }
             None => {
                 // The engine ties the instance to its holder's id: there is
@@ -366,8 +422,9 @@ impl LocalProvider {
                     holder::holder_name(self.lab(), &spec.name)
                 )));
             }
-        };
-        self.applied.lock().await.remove(&holder_id);
+        }
+        // A holder started here has a new start time, so its table is
+        // applied again; one that kept running keeps the table it has.
         let all = self.containers().await?;
         self.enforce(&all).await?;
         if !c.running() {
@@ -375,9 +432,13 @@ impl LocalProvider {
                 .await?;
             changed = true;
         }
-        let current = self
-            .containers()
-            .await?
+        // Looked at again only if something was started (ports change).
+        let now = if changed {
+            self.containers().await?
+        } else {
+            all
+        };
+        let current = now
             .into_iter()
             .find(|x| x.id == c.id)
             .ok_or_else(|| ProviderError::State(format!("instance {} vanished", spec.name)))?;
@@ -423,7 +484,8 @@ impl LocalProvider {
     /// to remove the container's own cgroup first. Best effort: a leftover
     /// is an empty directory.
     async fn forget_cgroup(&self, container: &str) {
-        let Some(cg) = HostCgroups::seen_here(&self.engine).filter(|_| docker::engine_is_local())
+        let Some(cg) =
+            HostCgroups::seen_here(self.engine().await).filter(|_| docker::engine_is_local())
         else {
             return;
         };
@@ -482,53 +544,29 @@ impl LocalProvider {
             groups::find(&self.scope.ledger, source)?;
         }
         let changed = groups::change_rule(&self.scope.ledger, group_id, rule, add)?;
-        let all = self.containers().await?;
-        self.enforce(&all).await?;
+        // An unchanged rule changes no table: launches and `instances()`
+        // still check every holder.
+        if changed {
+            let all = self.containers().await?;
+            self.enforce(&all).await?;
+        }
         Ok(changed)
     }
-}
 
-#[async_trait]
-impl Provider for LocalProvider {
-    async fn operator_cidr(&self) -> ProviderResult<String> {
-        if let Some(c) = &self.operator_cidr {
-            return Ok(c.clone());
-        }
-        // Published ports reach instances from the engine's proxy, and the
-        // host reaches them directly, both from the network's gateway.
-        Ok(format!("{}/32", self.network().await?.gateway))
-    }
-
-    async fn ensure_group(
+    /// [`Provider::launch`] without the package cache: the existing
+    /// instance resumed, or a new one. The lab's network goes to `net_tx`
+    /// as soon as it is known.
+    async fn launch_or_resume(
         &self,
-        name: &str,
-        description: &str,
-    ) -> ProviderResult<(SecurityGroup, bool)> {
-        groups::ensure(&self.scope.ledger, name, description)
-    }
-
-    async fn groups(&self) -> ProviderResult<Vec<SecurityGroup>> {
-        Ok(groups::list(&self.scope.ledger))
-    }
-
-    async fn authorize(&self, group_id: &str, rule: &Rule) -> ProviderResult<bool> {
-        self.change_rule(group_id, rule, true).await
-    }
-
-    async fn revoke(&self, group_id: &str, rule: &Rule) -> ProviderResult<bool> {
-        self.change_rule(group_id, rule, false).await
-    }
-
-    async fn launch(&self, spec: &InstanceSpec) -> ProviderResult<(Instance, bool)> {
+        spec: &InstanceSpec,
+        net_tx: tokio::sync::oneshot::Sender<LabNetwork>,
+    ) -> ProviderResult<(Instance, bool)> {
         let size = instance_size(&spec.instance_type)?;
-        image::recipe(&spec.image)?;
-        for g in &spec.security_groups {
-            groups::find(&self.scope.ledger, g)?;
-        }
         let net_name = self.network_name();
         let cname = instances::container_name(self.lab(), &spec.name);
         if let Some(c) = instances::inspect(&self.docker, self.lab(), &spec.name, &net_name).await?
         {
+            let _ = net_tx.send(self.network().await?.clone());
             return self.resume(c, spec).await;
         }
         let image_ref =
@@ -539,6 +577,7 @@ impl Provider for LocalProvider {
             .await?
             .for_instance(&cname, &spec.image)?;
         let net = self.network().await?.clone();
+        let _ = net_tx.send(net.clone());
 
         // The lock covers choosing the IP and recording it (free_ip reads
         // the ledger), not the engine's create.
@@ -577,7 +616,7 @@ impl Provider for LocalProvider {
             image_ref: &image_ref,
             instance_type: &spec.instance_type,
             size,
-            host_cpus: self.host_cpus(),
+            host_cpus: self.host_cpus().await,
             groups: &spec.security_groups,
             holder: &hname,
             ip,
@@ -608,6 +647,14 @@ impl Provider for LocalProvider {
                 return Err(api(format!("creating instance {}", spec.name), e));
             }
         };
+        if let Some(endpoint) = self.apt_cache_endpoint(&net)
+            && let Err(e) = apt_cache::configure_instance(&self.docker, &id, &endpoint).await
+        {
+            self.scope.reporter.warn(&format!(
+                "instance {}: {e}; its apt fetches from the mirror directly",
+                spec.name
+            ));
+        }
         // The holder first (it closes its namespace as it starts), its
         // table, and only then the instance.
         if let Err(e) = self
@@ -645,6 +692,56 @@ impl Provider for LocalProvider {
         self.record(&now)?;
         Ok((now.instance, true))
     }
+}
+
+#[async_trait]
+impl Provider for LocalProvider {
+    async fn operator_cidr(&self) -> ProviderResult<String> {
+        if let Some(c) = &self.operator_cidr {
+            return Ok(c.clone());
+        }
+        // Published ports reach instances from the engine's proxy, and the
+        // host reaches them directly, both from the network's gateway.
+        Ok(format!("{}/32", self.network().await?.gateway))
+    }
+
+    async fn ensure_group(
+        &self,
+        name: &str,
+        description: &str,
+    ) -> ProviderResult<(SecurityGroup, bool)> {
+        groups::ensure(&self.scope.ledger, name, description)
+    }
+
+    async fn groups(&self) -> ProviderResult<Vec<SecurityGroup>> {
+        Ok(groups::list(&self.scope.ledger))
+    }
+
+    async fn authorize(&self, group_id: &str, rule: &Rule) -> ProviderResult<bool> {
+        self.change_rule(group_id, rule, true).await
+    }
+
+    async fn revoke(&self, group_id: &str, rule: &Rule) -> ProviderResult<bool> {
+        self.change_rule(group_id, rule, false).await
+    }
+
+    async fn launch(&self, spec: &InstanceSpec) -> ProviderResult<(Instance, bool)> {
+        instance_size(&spec.instance_type)?;
+        image::recipe(&spec.image)?;
+        for g in &spec.security_groups {
+            groups::find(&self.scope.ledger, g)?;
+        }
+        // The package cache comes up (on first use: is built) while the
+        // instance is created or resumed, once its network is known.
+        let (net_tx, net_rx) = tokio::sync::oneshot::channel();
+        let cache = async {
+            if let Ok(net) = net_rx.await {
+                self.ensure_apt_cache(&net).await;
+            }
+        };
+        let (_, launched) = tokio::join!(cache, self.launch_or_resume(spec, net_tx));
+        launched
+    }
 
     async fn instances(&self) -> ProviderResult<Vec<Instance>> {
         let all = self.containers().await?;
@@ -678,7 +775,11 @@ impl Provider for LocalProvider {
             .ledger
             .forget(ResourceKind::Instance, &c.instance.name)?;
         if let Some(h) = &c.holder {
-            self.applied.lock().await.remove(&h.id);
+            let mut applied = self.applied.lock().await;
+            if applied.remove(&h.id).is_some() {
+                let now = applied.clone();
+                self.scope.ledger.update(|d| d.firewall = now)?;
+            }
         }
         let rest: Vec<Container> = all.into_iter().filter(|x| x.id != c.id).collect();
         self.enforce(&rest).await?;
@@ -730,6 +831,7 @@ impl Provider for LocalProvider {
             ledger.forget(ResourceKind::Instance, &r.name)?;
         }
         self.applied.lock().await.clear();
+        ledger.update(|d| d.firewall.clear())?;
 
         // Networks: the lab's name, what the ledger has, what is labelled.
         let mut nets: BTreeSet<String> = BTreeSet::from([self.network_name()]);
@@ -748,6 +850,7 @@ impl Provider for LocalProvider {
             .map_err(|e| api("listing networks", e))?;
         nets.extend(labelled.into_iter().filter_map(|n| n.name));
         for name in nets {
+            apt_cache::disconnect_all(&self.docker, &name).await?;
             match self.docker.remove_network(&name).await {
                 Ok(()) => lines.push(format!("removed network {name}")),
                 Err(e) if docker::is_not_found(&e) => {}
@@ -774,6 +877,16 @@ impl Provider for LocalProvider {
     async fn images(&self) -> ProviderResult<Vec<ImageInfo>> {
         image::list(&self.docker).await
     }
+}
+
+/// What [`LocalProvider::enforce`] remembers of a holder's table: its
+/// start time (a restarted holder has a new, closed namespace) and the
+/// ruleset, hashed.
+fn table_key(started_at: &str, ruleset: &str) -> String {
+    format!(
+        "{:016x}",
+        network::fnv1a(format!("{started_at}\n{ruleset}").as_bytes())
+    )
 }
 
 /// The instances of `lab` as the engine has them now, without the lab's

@@ -35,8 +35,8 @@ use super::network::fnv1a;
 use crate::providers::{ImageInfo, ProviderError, ProviderResult};
 use crate::report::Reporter;
 
-pub use self::cache::cache_dir;
-pub use self::recipe::{Extras, PACKAGES, RECIPES, Recipe, recipe};
+pub use self::cache::{cache_dir, lock};
+pub use self::recipe::{Extras, PACKAGES, PATH_ENV, RECIPES, Recipe, recipe};
 
 /// `labrun/<name>:r<hash of the recipe>`: a changed recipe is a new image,
 /// and so is one built with [`Extras`]. The hashed text keys the images
@@ -58,7 +58,7 @@ pub fn image_ref(r: &Recipe, extras: &Extras) -> String {
 }
 
 /// Whether the engine has image `reference`.
-async fn exists(docker: &Docker, reference: &str) -> ProviderResult<bool> {
+pub async fn exists(docker: &Docker, reference: &str) -> ProviderResult<bool> {
     match docker.inspect_image(reference).await {
         Ok(_) => Ok(true),
         Err(e) if docker::is_not_found(&e) => Ok(false),
