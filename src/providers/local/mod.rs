@@ -474,8 +474,8 @@ impl Provider for LocalProvider {
     }
 
     async fn launch(&self, spec: &InstanceSpec) -> ProviderResult<(Instance, bool)> {
+        check_spec(&spec.image, &spec.instance_type)?;
         let size = instance_size(&spec.instance_type)?;
-        image::recipe(&spec.image)?;
         for g in &spec.security_groups {
             groups::find(&self.scope.ledger, g)?;
         }
@@ -737,6 +737,14 @@ impl Provider for LocalProvider {
     async fn images(&self) -> ProviderResult<Vec<ImageInfo>> {
         image::list(&self.docker).await
     }
+}
+
+/// Whether `launch` knows this image and instance type, asking nothing of
+/// the engine: a playbook checks its parameters before it creates anything.
+pub fn check_spec(image: &str, instance_type: &str) -> ProviderResult<()> {
+    image::recipe(image)?;
+    instance_size(instance_type)?;
+    Ok(())
 }
 
 /// The instances of `lab` as the engine has them now, without the lab's
