@@ -76,14 +76,18 @@ pub async fn connect() -> ProviderResult<Docker> {
     let docker = Docker::connect_with_host(&address)
         .map_err(|e| unavailable(&address, &explain(&e.to_string())))?
         .with_timeout(timeout);
-    match tokio::time::timeout(first, docker.negotiate_version()).await {
-        Err(_) => Err(unavailable(
+    let silent = || {
+        unavailable(
             &address,
             &format!(
                 "the engine did not answer within {} s (dockerd stopped, paused or hung?)",
                 first.as_secs()
             ),
-        )),
+        )
+    };
+    match tokio::time::timeout(first, docker.negotiate_version()).await {
+        // The client's own bound, when it is no longer than the first one.
+        Err(_) | Ok(Err(Error::RequestTimeoutError)) => Err(silent()),
         Ok(Err(e)) => Err(unavailable(&address, &explain(&e.to_string()))),
         Ok(Ok(docker)) => Ok(docker),
     }
