@@ -3,6 +3,7 @@
 mod authoring;
 mod aws;
 mod exercise;
+mod faults;
 mod grants;
 mod harness;
 mod lab;
