@@ -97,7 +97,7 @@ fn kill_inside_launch(lab: &mut FaultLab, rng: &mut StdRng) -> Faulted {
                     labelled_containers(&name).len() >= containers
                 });
                 std::thread::sleep(extra);
-                k.kill();
+                k.kill()
             }))
         })
     });
@@ -232,12 +232,14 @@ fn sshd_stopped_mid_install(how: &'static str, test: &str) {
         let server = server.clone();
         started(e, INSTALL).then(|| {
             Fault::Inject(Box::new(move |k| {
-                if wait_for(k, "apt on mysql-server", || {
+                let ready = wait_for(k, "apt on mysql-server", || {
                     runs_in(&server, "apt-get") || runs_in(&server, "dpkg")
-                }) {
+                });
+                if ready {
                     let (ok, out) = docker(&["exec", &server, "sh", "-c", how]);
                     assert!(ok, "{how}: {out}");
                 }
+                ready
             }))
         })
     });
@@ -291,11 +293,11 @@ fn a_frozen_engine_mid_launch_is_a_clear_error_and_destroy_is_clean() {
         let (freezer, name) = (freezer.clone(), name.clone());
         started(e, LAUNCH).then(|| {
             Fault::Inject(Box::new(move |k| {
-                if wait_for(k, "a container of the lab", || {
+                let ready = wait_for(k, "a container of the lab", || {
                     !labelled_containers(&name).is_empty()
-                }) {
-                    freezer.store(true, Ordering::SeqCst);
-                }
+                });
+                freezer.store(ready, Ordering::SeqCst);
+                ready
             }))
         })
     });
@@ -344,12 +346,14 @@ fn an_instance_removed_behind_labruns_back_is_a_clear_error_and_the_lab_recovers
         let server = server.clone();
         started(e, INSTALL).then(|| {
             Fault::Inject(Box::new(move |k| {
-                if wait_for(k, "apt on mysql-server", || {
+                let ready = wait_for(k, "apt on mysql-server", || {
                     runs_in(&server, "apt-get") || runs_in(&server, "dpkg")
-                }) {
+                });
+                if ready {
                     let (ok, out) = docker(&["rm", "-f", &server]);
                     assert!(ok, "docker rm -f {server}: {out}");
                 }
+                ready
             }))
         })
     });
@@ -585,4 +589,132 @@ fn bad_inputs_are_refused_naming_the_value_and_create_nothing() {
     lab.destroy_clean();
     lab.check_no_secret_leaked();
     lab.report("bad inputs");
+}
+
+// The long version: `bash scripts/fault-suite.sh` runs these too.
+
+/// Every step boundary from scratch, twice: killed then destroyed, and
+/// killed then converged then destroyed.
+#[test]
+#[ignore = "long: bash scripts/fault-suite.sh"]
+fn long_kill_9_at_every_step_boundary_from_scratch() {
+    let mut lab = FaultLab::new("lb");
+    for step in STEPS {
+        kill_at_boundary(&mut lab, step);
+        lab.check_ledger();
+        lab.destroy_clean();
+        kill_at_boundary(&mut lab, step);
+        lab.check_ledger();
+        lab.converge();
+        lab.destroy_clean();
+    }
+    lab.check_no_secret_leaked();
+    lab.report("long: every boundary");
+}
+
+/// LABRUN_FAULT_ROUNDS (default 12) kills at random points: inside launch,
+/// inside install, anywhere in a run from scratch, anywhere in the re-run
+/// of a converged lab. After each, the lab is converged or destroyed at
+/// random, and always destroyed in the end.
+#[test]
+#[ignore = "long: bash scripts/fault-suite.sh"]
+fn long_kill_9_at_random_points() {
+    let rounds: u32 = std::env::var("LABRUN_FAULT_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(12);
+    let mut rng = seeded("long random kills");
+    let mut lab = FaultLab::new("lr");
+    for _ in 0..rounds {
+        match rng.random_range(0..4) {
+            0 => {
+                kill_inside_launch(&mut lab, &mut rng);
+            }
+            1 => {
+                kill_inside_install(&mut lab, &mut rng);
+            }
+            2 => {
+                let after = Duration::from_millis(rng.random_range(0..40_000));
+                let f = lab.run_faulted(&[], move |e| {
+                    (e["event"] == "run_started").then_some(Fault::Kill(after))
+                });
+                eprintln!(
+                    "{}: killed {after:?} into a run from scratch (in {:?}, killed: {})",
+                    lab.lab, f.killed_in, f.killed
+                );
+            }
+            _ => {
+                lab.converge();
+                let after = Duration::from_millis(rng.random_range(0..1_500));
+                let f = lab.run_faulted(&[], move |e| {
+                    (e["event"] == "run_started").then_some(Fault::Kill(after))
+                });
+                eprintln!(
+                    "{}: killed {after:?} into a converged re-run (in {:?}, killed: {})",
+                    lab.lab, f.killed_in, f.killed
+                );
+            }
+        }
+        lab.check_ledger();
+        if rng.random_bool(0.5) {
+            lab.converge();
+        }
+        lab.destroy_clean();
+    }
+    lab.check_no_secret_leaked();
+    lab.report("long: random kills");
+}
+
+/// sshd frozen (SIGSTOP, connections held open) rather than killed: the
+/// install ends on unanswered keepalives, not at its 30-minute timeout.
+#[test]
+#[ignore = "long: bash scripts/fault-suite.sh"]
+fn long_sshd_frozen_mid_install_is_a_clear_error_within_keepalives() {
+    sshd_stopped_mid_install("pkill -STOP -x sshd", "long: sshd frozen");
+}
+
+/// The engine frozen as each step that uses it starts (the lab's network
+/// and groups, the launch, a rule applied to running instances): each a
+/// clear error, and destroy clean once the engine is back.
+#[test]
+#[ignore = "long: bash scripts/fault-suite.sh"]
+fn long_engine_frozen_at_each_step_that_uses_it() {
+    let mut lab = FaultLab::new("le");
+    for step in [STEPS[0], STEPS[1], STEPS[2]] {
+        let relay = relay::Relay::start();
+        let host = relay.host();
+        lab.env("DOCKER_HOST", &host);
+        lab.env("LABRUN_ENGINE_TIMEOUT", "10");
+        let freezer = relay.freezer();
+        let f = lab.run_faulted(&[], move |e| {
+            let freezer = freezer.clone();
+            started(e, step).then(|| {
+                Fault::Inject(Box::new(move |_| {
+                    freezer.store(true, Ordering::SeqCst);
+                    true
+                }))
+            })
+        });
+        assert_eq!(f.out.code, 1, "{}", f.out.all());
+        let err = f.error();
+        eprintln!("{}: frozen at {step:?}: {err}", lab.lab);
+        assert!(
+            err.contains(&format!("{host} did not answer within 10 s")),
+            "{err}"
+        );
+        assert!(
+            f.finished().contains(&(step.into(), "failed".into())),
+            "{}",
+            f.out.all()
+        );
+        lab.check_ledger();
+        lab.unset_env("DOCKER_HOST");
+        // The next round starts from a lab that got as far as `step`.
+        if step == STEPS[2] {
+            lab.converge();
+        }
+        lab.destroy_clean();
+    }
+    lab.check_no_secret_leaked();
+    lab.report("long: engine frozen");
 }

@@ -145,13 +145,14 @@ pub struct Killer {
 }
 
 impl Killer {
-    /// `kill -9`, unless labrun has ended already.
-    pub fn kill(&self) {
+    /// `kill -9`, unless labrun has ended already; whether it was killed.
+    pub fn kill(&self) -> bool {
         let mut child = self.child.lock().unwrap();
         if matches!(child.try_wait(), Ok(None)) {
             child.kill().expect("SIGKILL labrun");
             self.killed.store(true, Ordering::SeqCst);
         }
+        self.killed.load(Ordering::SeqCst)
     }
 
     /// labrun closed its output (it ended, or is ending).
@@ -165,8 +166,9 @@ pub enum Fault {
     /// `kill -9` after this long.
     Kill(Duration),
     /// Runs on its own thread while labrun goes on (docker exec, rm -f, a
-    /// frozen engine, a kill at a moment of its choosing).
-    Inject(Box<dyn FnOnce(&Killer) + Send>),
+    /// frozen engine, a kill at a moment of its choosing); returns whether
+    /// it injected its fault (labrun may have ended first).
+    Inject(Box<dyn FnOnce(&Killer) -> bool + Send>),
 }
 
 impl Fault {
@@ -179,7 +181,8 @@ impl Fault {
 #[derive(Debug)]
 pub struct Faulted {
     pub out: Output,
-    /// The trigger was seen and the fault injected.
+    /// The trigger was seen and the fault injected (a kill that came
+    /// after labrun ended is none).
     pub injected: bool,
     /// labrun was killed (by the fault).
     pub killed: bool,
@@ -387,7 +390,7 @@ impl FaultLab {
                     injector = Some(std::thread::spawn(move || match fault {
                         Fault::Kill(after) => {
                             std::thread::sleep(after);
-                            k.kill();
+                            k.kill()
                         }
                         Fault::Inject(f) => f(&k),
                     }));
@@ -399,10 +402,9 @@ impl FaultLab {
         // A killed labrun prints nothing after the kill: the step it was in
         // is the last one started and not finished.
         let killed_in = running.last().cloned().unwrap_or_default();
-        let injected = injector.is_some();
-        if let Some(i) = injector {
-            i.join().expect("the fault's thread panicked");
-        }
+        let injected = injector
+            .map(|i| i.join().expect("the fault's thread panicked"))
+            .unwrap_or(false);
         let status = killer.child.lock().unwrap().wait().expect("labrun ends");
         let _ = done.send(());
         let guard_fired = guard.join().unwrap();
