@@ -288,9 +288,8 @@ fn replace_line(
     Ok(changed)
 }
 
-fn apt_install(ctx: &LabContext, s: &Session, packages: Array, m: &Map) -> RhaiResult<bool> {
-    let f = "ssh.apt_install";
-    ctx.check_cancel()?;
+/// `#{lock_timeout}` of `apt_install` and `apt_update`.
+fn apt_options(ctx: &LabContext, f: &str, m: &Map) -> RhaiResult<AptOptions> {
     let o = Options::new(f, m, &["lock_timeout"], &[])?;
     let mut options = AptOptions {
         cancel: Some(ctx.cancel.clone()),
@@ -299,6 +298,23 @@ fn apt_install(ctx: &LabContext, s: &Session, packages: Array, m: &Map) -> RhaiR
     if let Some(t) = o.seconds("lock_timeout")? {
         options.lock_timeout = t;
     }
+    Ok(options)
+}
+
+fn apt_update(ctx: &LabContext, s: &Session, m: &Map) -> RhaiResult<()> {
+    let f = "ssh.apt_update";
+    ctx.check_cancel()?;
+    let options = apt_options(ctx, f, m)?;
+    let reporter = ctx.reporter.clone();
+    let host = &s.target().label;
+    ctx.block_on(s.apt_update(&options, &mut |_, line| reporter.host_output(host, line)))
+        .map_err(|e| fail_on(ctx, s, f, e))
+}
+
+fn apt_install(ctx: &LabContext, s: &Session, packages: Array, m: &Map) -> RhaiResult<bool> {
+    let f = "ssh.apt_install";
+    ctx.check_cancel()?;
+    let options = apt_options(ctx, f, m)?;
     let mut names = Vec::new();
     for (i, p) in packages.into_iter().enumerate() {
         let t = p.type_name();
@@ -577,6 +593,23 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
         &["this: Session", "packages: Array", "options: Map", "bool"],
         "`apt_install` with `#{lock_timeout}` (seconds to wait for dpkg/apt locks).",
         move |s: &mut Session, packages: Array, o: Map| apt_install(&c, s, packages, &o)
+    );
+    let c = ctx.clone();
+    method!(
+        "apt_update",
+        &["this: Session", "()"],
+        "Refreshes the package index (`apt-get update`, as root), waiting up to 600 s
+        for dpkg/apt locks held by another process, the package lists' lock included
+        (an `apt-get update` still running from a killed run holds it). Does not
+        mark the step changed. `apt_install` refreshes by itself when it needs to.",
+        move |s: &mut Session| apt_update(&c, s, &Map::new())
+    );
+    let c = ctx.clone();
+    method!(
+        "apt_update",
+        &["this: Session", "options: Map", "()"],
+        "`apt_update` with `#{lock_timeout}` (seconds to wait for dpkg/apt locks).",
+        move |s: &mut Session, o: Map| apt_update(&c, s, &o)
     );
     let c = ctx.clone();
     method!(
