@@ -38,8 +38,7 @@ fn spec_basics(ctx: &LabContext, function: &str, o: &Options) -> RhaiResult<Inst
     })
 }
 
-/// The spec maps of `ec2::launch` and `ec2::check_launch`: one map, or an
-/// array of them.
+/// The spec maps `ec2::check_launch` takes: one map, or an array of them.
 fn spec_maps(function: &str, specs: Dynamic) -> RhaiResult<Vec<Map>> {
     if specs.is_map() {
         return Ok(vec![specs.cast::<Map>()]);

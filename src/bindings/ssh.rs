@@ -43,6 +43,16 @@ fn fail_on(ctx: &LabContext, s: &Session, function: &str, e: SshError) -> Box<rh
     let Ok(provider) = ctx.provider() else {
         return fail(function, e);
     };
+    // Looked at without side effects where the provider can (locally: no
+    // firewall applied, nothing recorded), as the run is failing anyway.
+    let look = || {
+        ctx.block_on(async {
+            match ctx.provider.observe(&ctx.lab).await {
+                Some(seen) => seen,
+                None => provider.instances().await,
+            }
+        })
+    };
     // An instance being removed still reads `running` for a moment after
     // its processes (sshd among them) are gone.
     let mut state = None;
@@ -50,7 +60,7 @@ fn fail_on(ctx: &LabContext, s: &Session, function: &str, e: SshError) -> Box<rh
         if attempt > 0 {
             std::thread::sleep(LOST_CHECK_INTERVAL);
         }
-        let Ok(list) = ctx.block_on(provider.instances()) else {
+        let Ok(list) = look() else {
             return fail(function, e);
         };
         state = list
