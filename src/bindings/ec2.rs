@@ -11,9 +11,9 @@ use crate::providers::{Instance, InstanceSpec, SecurityGroup};
 
 const SPEC_KEYS: &[&str] = &["name", "image", "instance_type", "security_groups"];
 
-/// Reads an instance spec map, resolving groups given by name.
-fn spec_from_map(ctx: &LabContext, spec: Map) -> RhaiResult<InstanceSpec> {
-    let o = Options::new("ec2::launch", &spec, SPEC_KEYS, &["name"])?;
+/// A spec's name, image and instance type, checked as far as that can be
+/// done without the provider.
+fn spec_basics(ctx: &LabContext, function: &str, o: &Options) -> RhaiResult<InstanceSpec> {
     let name = o.string("name")?.unwrap_or_default();
     if name.is_empty()
         || !name
@@ -21,7 +21,7 @@ fn spec_from_map(ctx: &LabContext, spec: Map) -> RhaiResult<InstanceSpec> {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
         return Err(script_error(format!(
-            "ec2::launch: name '{name}' must be non-empty letters, digits, '-' or '_'"
+            "{function}: name '{name}' must be non-empty letters, digits, '-' or '_'"
         )));
     }
     let image = o
@@ -30,6 +30,68 @@ fn spec_from_map(ctx: &LabContext, spec: Map) -> RhaiResult<InstanceSpec> {
     let instance_type = o
         .string("instance_type")?
         .unwrap_or_else(|| "t2.micro".to_string());
+    Ok(InstanceSpec {
+        name,
+        image,
+        instance_type,
+        security_groups: Vec::new(),
+    })
+}
+
+/// The spec maps `ec2::check_launch` takes: one map, or an array of them.
+fn spec_maps(function: &str, specs: Dynamic) -> RhaiResult<Vec<Map>> {
+    if specs.is_map() {
+        return Ok(vec![specs.cast::<Map>()]);
+    }
+    let t = specs.type_name();
+    let items = specs.into_array().map_err(|_| {
+        script_error(format!(
+            "{function}: expected a map like #{{name: \"web\"}} or an array of them, got {t}"
+        ))
+    })?;
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(n, s)| {
+            let t = s.type_name();
+            s.try_cast::<Map>().ok_or_else(|| {
+                script_error(format!(
+                    "{function}: item {} is {t}, expected a map like #{{name: \"web\"}}",
+                    n + 1
+                ))
+            })
+        })
+        .collect()
+}
+
+/// `ec2::check_launch`: every spec's name, image and instance type as
+/// `ec2::launch` checks them, all errors at once; creates nothing.
+fn check_launch(ctx: &LabContext, specs: Dynamic) -> RhaiResult<()> {
+    const F: &str = "ec2::check_launch";
+    let mut errors = Vec::new();
+    for spec in spec_maps(F, specs)? {
+        let o = Options::new(F, &spec, SPEC_KEYS, &["name"])?;
+        let s = spec_basics(ctx, F, &o)?;
+        if let Err(e) = ctx.provider.check_spec(&s.image, &s.instance_type) {
+            errors.push(format!("'{}': {e}", s.name));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(script_error(format!("{F}: {}", errors.join("; "))))
+    }
+}
+
+/// Reads an instance spec map, resolving groups given by name.
+fn spec_from_map(ctx: &LabContext, spec: Map) -> RhaiResult<InstanceSpec> {
+    let o = Options::new("ec2::launch", &spec, SPEC_KEYS, &["name"])?;
+    let InstanceSpec {
+        name,
+        image,
+        instance_type,
+        ..
+    } = spec_basics(ctx, "ec2::launch", &o)?;
     let mut security_groups = Vec::new();
     if let Some(groups) = o.get("security_groups") {
         let groups = groups.clone().into_array().map_err(|t| {
@@ -233,6 +295,23 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
                     .map(Dynamic::from)
                     .collect())
             })
+        },
+    );
+
+    let c = ctx.clone();
+    internal(
+        "check_launch",
+        &["specs: Dynamic", "()"],
+        "Checks instance specs (a map or an array of maps, as `ec2::launch` takes them)
+        without launching anything or asking the provider: a bad `name`, an unknown
+        `image` or `instance_type` throws the error `ec2::launch` would, so a playbook
+        can refuse its parameters before it creates anything. `security_groups` are
+        not looked up (they may not exist yet).",
+    )
+    .set_into_module(
+        &mut m,
+        move |nctx: NativeCallContext, specs: Dynamic| -> RhaiResult<()> {
+            at_call(&nctx, || check_launch(&c, specs))
         },
     );
 

@@ -24,6 +24,67 @@ fn fail(function: &str, e: SshError) -> Box<rhai::EvalAltResult> {
     script_error(format!("{function}: {e}"))
 }
 
+/// How often, and how far apart, a lost instance is looked at.
+const LOST_CHECKS: u32 = 6;
+const LOST_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+
+/// An operation on `s` failed. When its connection to one of the lab's
+/// instances is gone, the error also says what became of the instance, the
+/// first thing to know: removed or stopped outside labrun, or only its sshd
+/// gone (the instance is then still running).
+fn fail_on(ctx: &LabContext, s: &Session, function: &str, e: SshError) -> Box<rhai::EvalAltResult> {
+    let target = s.target();
+    if !matches!(e, SshError::Connection { .. })
+        || !s.is_closed()
+        || !target.pin_id.starts_with("i-")
+    {
+        return fail(function, e);
+    }
+    let Ok(provider) = ctx.provider() else {
+        return fail(function, e);
+    };
+    // Looked at without side effects where the provider can (locally: no
+    // firewall applied, nothing recorded), as the run is failing anyway.
+    let look = || {
+        ctx.block_on(async {
+            match ctx.provider.observe(&ctx.lab).await {
+                Some(seen) => seen,
+                None => provider.instances().await,
+            }
+        })
+    };
+    // An instance being removed still reads `running` for a moment after
+    // its processes (sshd among them) are gone.
+    let mut state = None;
+    for attempt in 0..LOST_CHECKS {
+        if attempt > 0 {
+            std::thread::sleep(LOST_CHECK_INTERVAL);
+        }
+        let Ok(list) = look() else {
+            return fail(function, e);
+        };
+        state = list
+            .into_iter()
+            .find(|i| i.id == target.pin_id)
+            .map(|i| i.state);
+        if state.as_deref() != Some("running") {
+            break;
+        }
+    }
+    let (name, id) = (&target.label, &target.pin_id);
+    let note = match state {
+        None => format!(
+            "; instance {name} ({id}) no longer exists: removed outside labrun? \
+             (`labrun destroy` cleans up what is left of it)"
+        ),
+        Some(s) if s == "running" => {
+            format!("; instance {name} ({id}) is still running: its sshd stopped?")
+        }
+        Some(s) => format!("; instance {name} ({id}) is {s}"),
+    };
+    script_error(format!("{function}: {e}{note}"))
+}
+
 /// The lab's private key file.
 fn lab_key(ctx: &LabContext) -> RhaiResult<PathBuf> {
     let ledger = ctx.ledger()?;
@@ -157,7 +218,7 @@ fn run(ctx: &LabContext, s: &Session, cmd: &str, o: RunOptions) -> RhaiResult<Ma
     let host = &s.target().label;
     let out = ctx
         .block_on(s.run(cmd, &o, &mut |_, line| reporter.host_output(host, line)))
-        .map_err(|e| fail(function, e))?;
+        .map_err(|e| fail_on(ctx, s, function, e))?;
     if let Some(note) = out.omitted_note() {
         ctx.reporter.warn(&format!(
             "{function}: `{cmd}` printed more than labrun keeps: {note}"
@@ -225,7 +286,7 @@ fn write_file(
     ctx.check_cancel()?;
     let changed = ctx
         .block_on(s.write_file(path, content.as_bytes(), &o))
-        .map_err(|e| fail("ssh.write_file", e))?;
+        .map_err(|e| fail_on(ctx, s, "ssh.write_file", e))?;
     if changed {
         ctx.changed();
     }
@@ -235,13 +296,13 @@ fn write_file(
 fn read_file(ctx: &LabContext, s: &Session, path: &str, sudo: bool) -> RhaiResult<String> {
     ctx.check_cancel()?;
     ctx.block_on(s.read_file(path, sudo))
-        .map_err(|e| fail("ssh.read_file", e))
+        .map_err(|e| fail_on(ctx, s, "ssh.read_file", e))
 }
 
 fn file_exists(ctx: &LabContext, s: &Session, path: &str, sudo: bool) -> RhaiResult<bool> {
     ctx.check_cancel()?;
     ctx.block_on(s.file_exists(path, sudo))
-        .map_err(|e| fail("ssh.file_exists", e))
+        .map_err(|e| fail_on(ctx, s, "ssh.file_exists", e))
 }
 
 fn replace_line(
@@ -257,16 +318,15 @@ fn replace_line(
         .map_err(|e| script_error(format!("ssh.replace_line: invalid regex {regex:?}: {e}")))?;
     let changed = ctx
         .block_on(s.replace_line(path, &re, line, sudo))
-        .map_err(|e| fail("ssh.replace_line", e))?;
+        .map_err(|e| fail_on(ctx, s, "ssh.replace_line", e))?;
     if changed {
         ctx.changed();
     }
     Ok(changed)
 }
 
-fn apt_install(ctx: &LabContext, s: &Session, packages: Array, m: &Map) -> RhaiResult<bool> {
-    let f = "ssh.apt_install";
-    ctx.check_cancel()?;
+/// `#{lock_timeout}` of `apt_install` and `apt_update`.
+fn apt_options(ctx: &LabContext, f: &str, m: &Map) -> RhaiResult<AptOptions> {
     let o = Options::new(f, m, &["lock_timeout"], &[])?;
     let mut options = AptOptions {
         cancel: Some(ctx.cancel.clone()),
@@ -275,6 +335,23 @@ fn apt_install(ctx: &LabContext, s: &Session, packages: Array, m: &Map) -> RhaiR
     if let Some(t) = o.seconds("lock_timeout")? {
         options.lock_timeout = t;
     }
+    Ok(options)
+}
+
+fn apt_update(ctx: &LabContext, s: &Session, m: &Map) -> RhaiResult<()> {
+    let f = "ssh.apt_update";
+    ctx.check_cancel()?;
+    let options = apt_options(ctx, f, m)?;
+    let reporter = ctx.reporter.clone();
+    let host = &s.target().label;
+    ctx.block_on(s.apt_update(&options, &mut |_, line| reporter.host_output(host, line)))
+        .map_err(|e| fail_on(ctx, s, f, e))
+}
+
+fn apt_install(ctx: &LabContext, s: &Session, packages: Array, m: &Map) -> RhaiResult<bool> {
+    let f = "ssh.apt_install";
+    ctx.check_cancel()?;
+    let options = apt_options(ctx, f, m)?;
     let mut names = Vec::new();
     for (i, p) in packages.into_iter().enumerate() {
         let t = p.type_name();
@@ -291,7 +368,7 @@ fn apt_install(ctx: &LabContext, s: &Session, packages: Array, m: &Map) -> RhaiR
         .block_on(s.apt_install(&names, &options, &mut |_, line| {
             reporter.host_output(host, line)
         }))
-        .map_err(|e| fail(f, e))?;
+        .map_err(|e| fail_on(ctx, s, f, e))?;
     if changed {
         ctx.changed();
     }
@@ -552,7 +629,9 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
         the host name, and the address of the default route's interface).",
         move |s: &mut Session| -> RhaiResult<Map> {
             c.check_cancel()?;
-            let f = c.block_on(s.facts()).map_err(|e| fail("ssh.facts", e))?;
+            let f = c
+                .block_on(s.facts())
+                .map_err(|e| fail_on(&c, s, "ssh.facts", e))?;
             let mut m = Map::new();
             m.insert("os_id".into(), f.os_id.into());
             m.insert("os_version".into(), f.os_version.into());
@@ -580,6 +659,23 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
     );
     let c = ctx.clone();
     method!(
+        "apt_update",
+        &["this: Session", "()"],
+        "Refreshes the package index (`apt-get update`, as root), waiting up to 600 s
+        for dpkg/apt locks held by another process, the package lists' lock included
+        (an `apt-get update` still running from a killed run holds it). Does not
+        mark the step changed. `apt_install` refreshes by itself when it needs to.",
+        move |s: &mut Session| apt_update(&c, s, &Map::new())
+    );
+    let c = ctx.clone();
+    method!(
+        "apt_update",
+        &["this: Session", "options: Map", "()"],
+        "`apt_update` with `#{lock_timeout}` (seconds to wait for dpkg/apt locks).",
+        move |s: &mut Session, o: Map| apt_update(&c, s, &o)
+    );
+    let c = ctx.clone();
+    method!(
         "service",
         &["this: Session", "name: string", "state: string", "bool"],
         "Brings service `name` to `\"started\"`, `\"restarted\"` or `\"stopped\"` (as root;
@@ -593,7 +689,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
                 .block_on(s.service(name, state, Some(c.cancel.clone()), &mut |_, l| {
                     reporter.host_output(host, l)
                 }))
-                .map_err(|e| fail("ssh.service", e))?;
+                .map_err(|e| fail_on(&c, s, "ssh.service", e))?;
             if changed {
                 c.changed();
             }
@@ -614,7 +710,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
             let port = args::port("ssh.forward", "port", &Dynamic::from(port))?;
             c.block_on(s.forward(host, port))
                 .map(|p| p as i64)
-                .map_err(|e| fail("ssh.forward", e))
+                .map_err(|e| fail_on(&c, s, "ssh.forward", e))
         }
     );
 

@@ -124,7 +124,8 @@ pub fn leaf(err: &EvalAltResult, main_source: &str) -> Leaf {
         EvalAltResult::ErrorRuntime(v, _) => thrown_text(v),
         EvalAltResult::ErrorParsing(t, _) => t.to_string(),
         EvalAltResult::ErrorTerminated(..) => "interrupted".to_string(),
-        other => strip_position(&other.to_string(), other.position()),
+        other => limit_message(other)
+            .unwrap_or_else(|| strip_position(&other.to_string(), other.position())),
     };
     Leaf {
         message,
@@ -132,6 +133,39 @@ pub fn leaf(err: &EvalAltResult, main_source: &str) -> Leaf {
         calls,
         not_found,
     }
+}
+
+/// A resource limit of the engine, named with its value: Rhai's own words
+/// ("Too many operations", "Stack overflow") say neither which limit nor
+/// how far it goes.
+fn limit_message(err: &EvalAltResult) -> Option<String> {
+    use super::limits::*;
+    const MIB: usize = 1024 * 1024;
+    Some(match err {
+        EvalAltResult::ErrorTooManyOperations(_) => format!(
+            "the playbook ran past labrun's limit of {MAX_OPERATIONS} operations \
+             (a loop that never ends?)"
+        ),
+        EvalAltResult::ErrorStackOverflow(_) => format!(
+            "function calls nested past labrun's limit of {MAX_CALL_LEVELS} levels \
+             (a recursion that never ends?)"
+        ),
+        EvalAltResult::ErrorTooManyModules(_) => {
+            format!("more than labrun's limit of {MAX_MODULES} modules imported")
+        }
+        EvalAltResult::ErrorDataTooLarge(what, _) => match what.as_str() {
+            "Length of string" => format!(
+                "a string grew past labrun's limit of {} MiB",
+                MAX_STRING_SIZE / MIB
+            ),
+            "Size of object map" => {
+                format!("a map grew past labrun's limit of {MAX_MAP_SIZE} entries")
+            }
+            // "Size of array/BLOB", "Size of BLOB"
+            _ => format!("an array or blob grew past labrun's limit of {MAX_ARRAY_SIZE} items"),
+        },
+        _ => return None,
+    })
 }
 
 /// Tells one failure from another as it travels out of the playbook:
@@ -438,6 +472,29 @@ mod tests {
             call_arguments(&sources, &at(5, 15), "f").as_deref(),
             Some("1")
         );
+    }
+
+    #[test]
+    fn engine_limits_are_named_with_their_values() {
+        // Small limits to reach them fast; the message names labrun's own,
+        // the ones every playbook engine is built with.
+        let engine = {
+            let mut e = Engine::new();
+            e.set_max_operations(1_000);
+            e.set_max_call_levels(8);
+            e.set_max_string_size(1024);
+            e
+        };
+        let cases = [
+            ("loop {}", "limit of 500000000 operations"),
+            ("fn f(n) { f(n + 1) } f(0);", "limit of 64 levels"),
+            (r#"let s = "xx"; loop { s += s; }"#, "limit of 64 MiB"),
+        ];
+        for (script, expected) in cases {
+            let e = engine.run(script).expect_err(script);
+            let message = leaf(&e, "p.rhai").message;
+            assert!(message.contains(expected), "{script}: {message}");
+        }
     }
 
     #[test]

@@ -38,6 +38,15 @@ impl ProviderKind {
         }
     }
 
+    /// Checks an instance's image and type as this provider's launch
+    /// would, without connecting to it (`ec2::check_launch`).
+    pub fn check_spec(self, image: &str, instance_type: &str) -> ProviderResult<()> {
+        match self {
+            ProviderKind::Local => super::local::check_spec(image, instance_type),
+            ProviderKind::Aws => super::aws::check_spec(image, instance_type),
+        }
+    }
+
     /// Connects to this provider for `scope`.
     pub async fn connect(
         self,
@@ -80,5 +89,36 @@ impl ProviderKind {
 impl std::fmt::Display for ProviderKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.pad(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_are_checked_as_each_provider_launches() {
+        use ProviderKind::*;
+        assert!(Local.check_spec("debian-12", "t2.micro").is_ok());
+        assert!(Aws.check_spec("ami-0123456789abcdef0", "m7i.large").is_ok());
+        for (kind, image, t, expected) in [
+            (Local, "../../etc", "t2.micro", "unknown image '../../etc'"),
+            (Local, "debian-12", "x;y", "unknown instance_type 'x;y'"),
+            (
+                Aws,
+                "$(reboot)",
+                "t2.micro",
+                "unknown image '$(reboot)' on aws",
+            ),
+            (
+                Aws,
+                "ubuntu-22.04",
+                "t2;micro",
+                "instance_type 't2;micro' is not",
+            ),
+        ] {
+            let e = kind.check_spec(image, t).unwrap_err().to_string();
+            assert!(e.contains(expected), "{kind} {image} {t}: {e}");
+        }
     }
 }

@@ -139,6 +139,8 @@ impl Handler for Client {
     }
 }
 
+const CLOSED: &str = "the connection was closed: sshd stopped, or the instance went away";
+
 /// Why the connection ended, in words for an error message.
 fn closed_reason(reason: &DisconnectReason<russh::Error>) -> String {
     match reason {
@@ -152,10 +154,15 @@ fn closed_reason(reason: &DisconnectReason<russh::Error>) -> String {
             "sshd stopped answering: {KEEPALIVE_MAX} keepalives {}s apart got no reply",
             KEEPALIVE_INTERVAL.as_secs()
         ),
-        DisconnectReason::Error(russh::Error::IO(e)) => io_message(e),
-        DisconnectReason::Error(russh::Error::Disconnect | russh::Error::HUP) => {
-            "the connection was closed".into()
+        // The connection was up: its end without a word is sshd (or the
+        // whole instance) gone, not a failed handshake.
+        DisconnectReason::Error(russh::Error::IO(e))
+            if e.kind() == std::io::ErrorKind::UnexpectedEof =>
+        {
+            CLOSED.into()
         }
+        DisconnectReason::Error(russh::Error::IO(e)) => io_message(e),
+        DisconnectReason::Error(russh::Error::Disconnect | russh::Error::HUP) => CLOSED.into(),
         DisconnectReason::Error(e) => e.to_string(),
     }
 }
@@ -516,5 +523,26 @@ async fn authenticate(
             user: target.user.clone(),
             method,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_that_ends_after_its_handshake_is_not_called_a_failed_handshake() {
+        let eof = DisconnectReason::Error(russh::Error::IO(std::io::Error::from(
+            std::io::ErrorKind::UnexpectedEof,
+        )));
+        assert_eq!(closed_reason(&eof), CLOSED);
+        assert_eq!(
+            closed_reason(&DisconnectReason::Error(russh::Error::HUP)),
+            CLOSED
+        );
+        let reset = DisconnectReason::Error(russh::Error::IO(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )));
+        assert_eq!(closed_reason(&reset), "connection reset");
     }
 }

@@ -269,6 +269,22 @@ impl Session {
         }
     }
 
+    /// Refreshes the package index (`apt-get update`) as root, waiting for
+    /// dpkg/apt locks held by other processes up to `lock_timeout`: the
+    /// package lists' own lock too, which `DPkg::Lock::Timeout` does not
+    /// cover (an `apt-get update` left running by a killed run holds it).
+    pub async fn apt_update(
+        &self,
+        options: &AptOptions,
+        sink: &mut (dyn FnMut(Stream, &str) + Send),
+    ) -> SshResult<()> {
+        let deadline = Instant::now() + options.lock_timeout;
+        self.apt_get("update", deadline, options, sink)
+            .await
+            .map(|_| ())
+            .map_err(|(_, e)| e)
+    }
+
     /// Runs `apt-get ARGS` as root, retrying while another process holds a
     /// dpkg/apt lock, until `deadline`. On failure, the last output too.
     async fn apt_get(
@@ -445,5 +461,13 @@ mod tests {
         };
         assert!(lock_busy(&out));
         assert!(!index_stale(&out));
+        // apt-get update's own lock, which DPkg::Lock::Timeout does not wait for.
+        let lists = Output {
+            stderr: "E: Could not get lock /var/lib/apt/lists/lock. It is held by process 71 (apt-get)\n\
+                     E: Unable to lock directory /var/lib/apt/lists/"
+                .into(),
+            ..out
+        };
+        assert!(lock_busy(&lists));
     }
 }

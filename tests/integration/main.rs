@@ -5,6 +5,7 @@ mod authoring;
 mod aws;
 mod class;
 mod exercise;
+mod faults;
 mod grants;
 mod harness;
 mod lab;

@@ -21,6 +21,24 @@ pub(super) const NOT_TERMINATED: &[&str] =
 const WAIT_RUNNING: Duration = Duration::from_secs(600);
 const WAIT_TERMINATED: Duration = Duration::from_secs(600);
 
+/// An instance type's shape (`family.size`); EC2 itself says which exist.
+pub(super) fn check_instance_type(instance_type: &str) -> ProviderResult<()> {
+    let valid = instance_type.split_once('.').is_some_and(|(a, b)| {
+        !a.is_empty()
+            && !b.is_empty()
+            && instance_type
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+    });
+    if valid {
+        Ok(())
+    } else {
+        Err(ProviderError::Invalid(format!(
+            "instance_type '{instance_type}' is not an EC2 instance type (like t2.micro or t3.small)"
+        )))
+    }
+}
+
 impl AwsProvider {
     pub(super) async fn launch_instance(
         &self,
@@ -45,20 +63,7 @@ impl AwsProvider {
                 _ => Ok((self.start_stopped(&inst).await?, true)),
             };
         }
-        let valid_type = spec.instance_type.split_once('.').is_some_and(|(a, b)| {
-            !a.is_empty()
-                && !b.is_empty()
-                && spec
-                    .instance_type
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
-        });
-        if !valid_type {
-            return Err(ProviderError::Invalid(format!(
-                "instance_type '{}' is not an EC2 instance type (like t2.micro or t3.small)",
-                spec.instance_type
-            )));
-        }
+        check_instance_type(&spec.instance_type)?;
         let (ami, network, key) = tokio::try_join!(
             self.resolve_image(&spec.image),
             self.network(),

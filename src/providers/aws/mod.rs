@@ -34,6 +34,13 @@ use tokio::sync::{Mutex, OnceCell};
 use self::endpoint::{endpoint_override, is_emulator};
 use self::network::Network;
 pub use self::notice::running_notice;
+
+/// Whether `launch` would take this image and instance type, asking nothing
+/// of EC2 (the image's name or AMI form, the type's shape).
+pub fn check_spec(image: &str, instance_type: &str) -> ProviderResult<()> {
+    images::parse(image)?;
+    instances::check_instance_type(instance_type)
+}
 use super::{
     ImageInfo, Instance, InstanceSpec, LabScope, Provider, ProviderError, ProviderOptions,
     ProviderResult, Rule, SecurityGroup, parse_cidr,

@@ -1,8 +1,9 @@
 //! Connecting to the Docker engine, and engine errors in the provider's
 //! terms. A missing or silent engine is an error that says how to install
 //! and start one; an engine that stops answering later (dockerd stopped or
-//! paused, a hung daemon) fails each call after [`ENGINE_TIMEOUT`] with an
-//! error that says so, instead of holding the run forever.
+//! paused, a hung daemon) fails each call after [`ENGINE_TIMEOUT`] (or
+//! `LABRUN_ENGINE_TIMEOUT`) with an error that says so, instead of holding
+//! the run forever.
 
 use std::time::Duration;
 
@@ -28,6 +29,29 @@ pub const ENGINE_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long the engine has to answer the first request: a live engine
 /// answers its version at once.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// Overrides [`ENGINE_TIMEOUT`], in seconds: a shorter bound for a test that
+/// freezes the engine on purpose, a longer one for a very slow engine.
+const TIMEOUT_ENV: &str = "LABRUN_ENGINE_TIMEOUT";
+
+/// The limit on one engine call: [`ENGINE_TIMEOUT`], or `LABRUN_ENGINE_TIMEOUT`.
+fn engine_timeout_from(env: Option<&str>) -> ProviderResult<Duration> {
+    let Some(text) = env.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(ENGINE_TIMEOUT);
+    };
+    match text.parse::<u64>() {
+        Ok(secs @ 1..=3600) => Ok(Duration::from_secs(secs)),
+        _ => Err(ProviderError::Invalid(format!(
+            "{TIMEOUT_ENV}: '{text}' is not a number of seconds from 1 to 3600 (the limit on one \
+             Docker engine call; default {})",
+            ENGINE_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+/// The limit on one engine call, as this process was started with it.
+pub fn engine_timeout() -> ProviderResult<Duration> {
+    engine_timeout_from(std::env::var(TIMEOUT_ENV).ok().as_deref())
+}
 
 /// Where labrun looks for the engine.
 pub fn engine_address() -> String {
@@ -47,17 +71,23 @@ pub fn engine_is_local() -> bool {
 /// bollard's default reject its requests otherwise).
 pub async fn connect() -> ProviderResult<Docker> {
     let address = engine_address();
+    let timeout = engine_timeout()?;
+    let first = CONNECT_TIMEOUT.min(timeout);
     let docker = Docker::connect_with_host(&address)
         .map_err(|e| unavailable(&address, &explain(&e.to_string())))?
-        .with_timeout(ENGINE_TIMEOUT);
-    match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await {
-        Err(_) => Err(unavailable(
+        .with_timeout(timeout);
+    let silent = || {
+        unavailable(
             &address,
             &format!(
                 "the engine did not answer within {} s (dockerd stopped, paused or hung?)",
-                CONNECT_TIMEOUT.as_secs()
+                first.as_secs()
             ),
-        )),
+        )
+    };
+    match tokio::time::timeout(first, docker.negotiate_version()).await {
+        // The client's own bound, when it is no longer than the first one.
+        Err(_) | Ok(Err(Error::RequestTimeoutError)) => Err(silent()),
         Ok(Err(e)) => Err(unavailable(&address, &explain(&e.to_string()))),
         Ok(Ok(docker)) => Ok(docker),
     }
@@ -129,7 +159,7 @@ pub fn api(action: impl Into<String>, e: Error) -> ProviderError {
             message: format!(
                 "the Docker engine at {} did not answer within {} s (is dockerd stopped, paused or hung?)",
                 engine_address(),
-                ENGINE_TIMEOUT.as_secs()
+                engine_timeout().unwrap_or(ENGINE_TIMEOUT).as_secs()
             ),
         },
         other => ProviderError::Api {
@@ -151,6 +181,23 @@ mod tests {
         assert!(explain("Permission denied (os error 13)").contains("docker` group"));
         let e = unavailable("unix:///x.sock", "no engine socket there");
         assert!(e.to_string().contains("apt-get install docker.io"));
+    }
+
+    #[test]
+    fn the_call_limit_defaults_and_can_be_overridden() {
+        assert_eq!(engine_timeout_from(None).unwrap(), ENGINE_TIMEOUT);
+        assert_eq!(engine_timeout_from(Some(" ")).unwrap(), ENGINE_TIMEOUT);
+        assert_eq!(
+            engine_timeout_from(Some("8")).unwrap(),
+            Duration::from_secs(8)
+        );
+        for bad in ["0", "-1", "ten", "1.5", "3601"] {
+            let e = engine_timeout_from(Some(bad)).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("LABRUN_ENGINE_TIMEOUT: '{bad}' is not a number")),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -561,6 +561,7 @@ impl LocalProvider {
         spec: &InstanceSpec,
         net_tx: tokio::sync::oneshot::Sender<LabNetwork>,
     ) -> ProviderResult<(Instance, bool)> {
+        check_spec(&spec.image, &spec.instance_type)?;
         let size = instance_size(&spec.instance_type)?;
         let net_name = self.network_name();
         let cname = instances::container_name(self.lab(), &spec.name);
@@ -887,6 +888,14 @@ fn table_key(started_at: &str, ruleset: &str) -> String {
         "{:016x}",
         network::fnv1a(format!("{started_at}\n{ruleset}").as_bytes())
     )
+}
+
+/// Whether `launch` knows this image and instance type, asking nothing of
+/// the engine: a playbook checks its parameters before it creates anything.
+pub fn check_spec(image: &str, instance_type: &str) -> ProviderResult<()> {
+    image::recipe(image)?;
+    instance_size(instance_type)?;
+    Ok(())
 }
 
 /// The instances of `lab` as the engine has them now, without the lab's
