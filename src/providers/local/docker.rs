@@ -142,6 +142,17 @@ pub fn is_conflict(e: &Error) -> bool {
     status(e) == Some(409)
 }
 
+/// Whether a failed engine call was refused by the engine (it answered
+/// with an error status), so whatever it was asked to create does not
+/// exist; after a timeout or a broken connection it may exist all the same.
+pub fn refused(e: &ProviderError) -> bool {
+    match e {
+        ProviderError::Api { code, .. } => code.parse::<u16>().is_ok(),
+        ProviderError::Context { source, .. } => refused(source),
+        _ => false,
+    }
+}
+
 /// An engine error as a provider error: `action: code: message`.
 pub fn api(action: impl Into<String>, e: Error) -> ProviderError {
     match e {

@@ -220,7 +220,11 @@ impl LocalProvider {
         let hname = match self.create_holder(&spec.name, &image_ref, &net, ip).await {
             Ok(h) => h,
             Err(e) => {
-                forget()?;
+                // A create the engine did not answer may still happen: the
+                // record stays pending, so destroy and a re-run find it.
+                if docker::refused(&e) {
+                    forget()?;
+                }
                 return Err(e);
             }
         };
@@ -257,9 +261,12 @@ impl LocalProvider {
                 }
             }
             Err(e) => {
-                self.remove_container(&hname).await?;
-                forget()?;
-                return Err(api(format!("creating instance {}", spec.name), e));
+                let e = api(format!("creating instance {}", spec.name), e);
+                if docker::refused(&e) {
+                    self.remove_container(&hname).await?;
+                    forget()?;
+                }
+                return Err(e);
             }
         };
         if let Some(endpoint) = self.apt_cache_endpoint(&net)
