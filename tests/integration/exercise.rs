@@ -25,35 +25,7 @@ fn unique_lab(prefix: &str) -> String {
     format!("t{prefix}-{}-{}", std::process::id(), nanos % 100_000)
 }
 
-/// Removes whatever a test left of its labs, failed or not.
-pub(crate) struct Cleanup(pub(crate) Vec<String>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for lab in &self.0 {
-            let filter = format!("label=labrun.lab={lab}");
-            for what in [&["ps", "-a", "-q"][..], &["network", "ls", "-q"][..]] {
-                let out = Command::new("docker")
-                    .args(what)
-                    .args(["--filter", &filter])
-                    .output()
-                    .expect("docker CLI");
-                for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                    let rm: &[&str] = if what[0] == "ps" {
-                        &["rm", "-f"]
-                    } else {
-                        // The package cache is on every lab's network.
-                        let _ = Command::new("docker")
-                            .args(["network", "disconnect", "-f", id, "labrun-apt-cache"])
-                            .output();
-                        &["network", "rm"]
-                    };
-                    let _ = Command::new("docker").args(rm).arg(id).output();
-                }
-            }
-        }
-    }
-}
+pub(crate) use crate::harness::Cleanup;
 
 /// Containers and networks labelled for `lab`.
 pub(crate) fn labelled(lab: &str) -> String {

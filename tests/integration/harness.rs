@@ -179,3 +179,43 @@ impl From<std::process::Output> for Output {
         }
     }
 }
+
+/// Removes whatever is left of labs when a test ends, failed or not (a
+/// passing test has already checked that `labrun destroy` left nothing):
+/// every container and network labelled for them, never panicking (it may
+/// run while a failed test unwinds).
+pub struct Cleanup(pub Vec<String>);
+
+impl Cleanup {
+    pub fn one(lab: impl Into<String>) -> Cleanup {
+        Cleanup(vec![lab.into()])
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for lab in &self.0 {
+            remove_leftovers(lab);
+        }
+    }
+}
+
+/// Removes every container and network labelled for `lab`, quietly.
+pub fn remove_leftovers(lab: &str) {
+    let quiet = |args: &[&str]| {
+        Command::new("docker")
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let filter = format!("label=labrun.lab={lab}");
+    for id in quiet(&["ps", "-a", "-q", "--filter", &filter]).split_whitespace() {
+        quiet(&["rm", "-f", id]);
+    }
+    for id in quiet(&["network", "ls", "-q", "--filter", &filter]).split_whitespace() {
+        // The package cache is on every lab's network.
+        quiet(&["network", "disconnect", "-f", id, "labrun-apt-cache"]);
+        quiet(&["network", "rm", id]);
+    }
+}

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::harness::Test;
+use crate::harness::{Cleanup, Test};
 
 const PLAYBOOK: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -111,6 +111,7 @@ fn labelled(lab: &str) -> String {
 #[test]
 fn the_shipped_lab_works_converges_holds_and_cleans_up() {
     let lab = format!("e2e-lab-{}", std::process::id());
+    let _cleanup = Cleanup::one(lab.clone());
     let t = Test::new()
         .file("outsider.rhai", OUTSIDER)
         .file("flavour.rhai", FLAVOUR);
@@ -214,6 +215,7 @@ const VARIANT: &str = concat!(
 #[test]
 fn the_two_clients_variant_admits_only_the_allowed_client() {
     let lab = format!("e2e-two-{}", std::process::id());
+    let _cleanup = Cleanup::one(lab.clone());
     let t = Test::new();
 
     let run = t.run_with(&[VARIANT, "--lab", &lab, "--output", "json"]);
@@ -254,6 +256,7 @@ fn the_two_clients_variant_admits_only_the_allowed_client() {
 /// (systemd) with its group still enforced.
 fn shipped_lab_on(image: &str, expect_flavour: &str, version_prefix: &str, unit: &str) {
     let lab = format!("e2e-{image}-{}", std::process::id());
+    let _cleanup = Cleanup::one(lab.clone());
     let t = Test::new()
         .file("outsider.rhai", OUTSIDER)
         .file("flavour.rhai", FLAVOUR);

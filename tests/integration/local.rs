@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::harness::{Output, Test, finish};
+use crate::harness::{Cleanup, Output, Test, finish};
 
 /// A lab name no other test (or earlier run) uses.
 fn unique_lab(prefix: &str) -> String {
@@ -16,26 +16,6 @@ fn unique_lab(prefix: &str) -> String {
         .unwrap()
         .subsec_nanos();
     format!("t{prefix}-{}-{}", std::process::id(), nanos % 100_000)
-}
-
-/// Removes whatever is left of a lab when a test ends, failed or not (a
-/// passing test has already checked that `labrun destroy` left nothing).
-struct Cleanup(String);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let filter = format!("label=labrun.lab={}", self.0);
-        let (_, ids) = docker(&["ps", "-a", "-q", "--filter", &filter]);
-        for id in ids.split_whitespace() {
-            docker(&["rm", "-f", id]);
-        }
-        let (_, nets) = docker(&["network", "ls", "-q", "--filter", &filter]);
-        for id in nets.split_whitespace() {
-            // The package cache is on every lab's network.
-            docker(&["network", "disconnect", "-f", id, "labrun-apt-cache"]);
-            docker(&["network", "rm", id]);
-        }
-    }
 }
 
 /// Runs the docker CLI; (success, stdout + stderr).
@@ -225,7 +205,7 @@ print(`rules ${web.rules.len()} found ${ec2::find("b").id} of ${ec2::instances()
 #[test]
 fn security_groups_are_enforced_and_relaunch_is_idempotent() {
     let lab = unique_lab("sg");
-    let _cleanup = Cleanup(lab.clone());
+    let _cleanup = Cleanup::one(lab.clone());
     let t = Test::new().file("lab.rhai", LAB);
     let first = t.run_with(&["lab.rhai", "--lab", &lab]);
     first.assert_code(0);
@@ -318,7 +298,7 @@ fn security_groups_are_enforced_and_relaunch_is_idempotent() {
 #[test]
 fn a_killed_launch_is_destroyed_completely() {
     let lab = unique_lab("kill");
-    let _cleanup = Cleanup(lab.clone());
+    let _cleanup = Cleanup::one(lab.clone());
     let t = Test::new().file(
         "lab.rhai",
         r#"
@@ -354,7 +334,7 @@ fn a_killed_launch_is_destroyed_completely() {
 #[test]
 fn destroy_finds_what_the_ledger_missed() {
     let lab = unique_lab("lost");
-    let _cleanup = Cleanup(lab.clone());
+    let _cleanup = Cleanup::one(lab.clone());
     let t = Test::new().file("lab.rhai", r#"ec2::launch(#{ name: "x" });"#);
     t.run_with(&["lab.rhai", "--lab", &lab]).assert_code(0);
     // Forget everything the ledger knew.
@@ -373,7 +353,7 @@ fn destroy_finds_what_the_ledger_missed() {
 #[test]
 fn bad_input_is_a_clear_error() {
     let lab = unique_lab("bad");
-    let _cleanup = Cleanup(lab.clone());
+    let _cleanup = Cleanup::one(lab.clone());
     let cases = [
         (
             r#"ec2::launch(#{ name: "x", image: "centos-7" });"#,
@@ -435,7 +415,7 @@ fn images_are_listed_and_built_on_request() {
 #[test]
 fn a_missing_engine_says_how_to_install_it() {
     let lab = unique_lab("noengine");
-    let _cleanup = Cleanup(lab.clone());
+    let _cleanup = Cleanup::one(lab.clone());
     let t = Test::new()
         .file("lab.rhai", r#"ec2::launch(#{ name: "x" });"#)
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
@@ -488,7 +468,7 @@ fn a_silent_engine_is_a_clear_error_within_a_bound() {
 fn the_helper_container_firewall_enforces_the_same_rules() {
     // What runs where nsenter cannot (Docker Desktop, non-root users).
     let lab = unique_lab("fwc");
-    let _cleanup = Cleanup(lab.clone());
+    let _cleanup = Cleanup::one(lab.clone());
     let t = Test::new()
         .file(
             "lab.rhai",
@@ -535,7 +515,7 @@ fn the_helper_container_firewall_enforces_the_same_rules() {
 #[test]
 fn status_images_and_destroy_speak_json() {
     let lab = unique_lab("json");
-    let _cleanup = Cleanup(lab.clone());
+    let _cleanup = Cleanup::one(lab.clone());
     let t = Test::new().playbook(
         "j.rhai",
         r#"let g = sg::ensure(#{ name: "web", description: "json test" });
@@ -697,7 +677,7 @@ fn active(container: &str, unit: &str) {
 #[test]
 fn instances_boot_systemd_without_network_privileges_and_keep_their_groups_across_restarts() {
     let lab = unique_lab("sysd");
-    let _cleanup = Cleanup(lab.clone());
+    let _cleanup = Cleanup::one(lab.clone());
     let t = Test::new().file("lab.rhai", SYSTEMD_LAB);
     let first = t.run_with(&["lab.rhai", "--lab", &lab]);
     first.assert_code(0);
@@ -856,7 +836,7 @@ fn an_instance_whose_group_cannot_be_applied_is_stopped_and_says_why() {
         "this test needs root and a local engine (labrun's nsenter firewall path), as CI has"
     );
     let lab = unique_lab("fwfail");
-    let _cleanup = Cleanup(lab.clone());
+    let _cleanup = Cleanup::one(lab.clone());
     // A real failure of the apply path: an `nft` that refuses every
     // ruleset, first on the PATH labrun runs nsenter with.
     let t = Test::new()

@@ -594,20 +594,6 @@ impl FaultLab {
 
 impl Drop for FaultLab {
     fn drop(&mut self) {
-        // No panics here: this may run while a failed test unwinds.
-        let quiet = |args: &[&str]| {
-            Command::new("docker")
-                .args(args)
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_default()
-        };
-        let filter = format!("label=labrun.lab={}", self.lab);
-        for id in quiet(&["ps", "-a", "-q", "--filter", &filter]).split_whitespace() {
-            quiet(&["rm", "-f", id]);
-        }
-        for id in quiet(&["network", "ls", "-q", "--filter", &filter]).split_whitespace() {
-            quiet(&["network", "rm", id]);
-        }
+        crate::harness::remove_leftovers(&self.lab);
     }
 }
