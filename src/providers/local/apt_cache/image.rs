@@ -8,25 +8,18 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use bollard::Docker;
-use bollard::models::{ContainerConfig, ContainerCreateBody, HostConfig};
-use bollard::query_parameters::{
-    CommitContainerOptions, CreateContainerOptions, LogsOptions, WaitContainerOptions,
-};
-use futures_util::StreamExt;
+use bollard::models::ContainerConfig;
 
-use crate::providers::local::docker::{self, api};
-use crate::providers::local::image;
+use crate::providers::ProviderResult;
+use crate::providers::local::image::{self, ScriptBuild, build_and_commit};
 use crate::providers::local::instances::LABEL_ROLE;
 use crate::providers::local::network::fnv1a;
-use crate::providers::{ProviderError, ProviderResult};
 use crate::report::Reporter;
 
 /// The base image the cache is built from.
 const BASE: &str = "debian-12";
 /// The image's repository (tags are recipe hashes).
 pub const REPOSITORY: &str = "labrun/apt-cache";
-/// `labrun.role` of the cache image's build container.
-const BUILD_ROLE: &str = "image-build";
 
 /// Installs apt-cacher-ng without starting it, and replaces its
 /// configuration with a minimal one: nothing but the archives labrun remaps
@@ -105,69 +98,13 @@ pub async fn ensure(docker: &Docker, reporter: &Reporter) -> ProviderResult<Stri
 }
 
 async fn build(docker: &Docker, base: &str, reference: &str) -> ProviderResult<()> {
-    let name = "labrun-build-apt-cache";
-    docker::discard_container(docker, name).await;
-    let body = ContainerCreateBody {
-        image: Some(base.to_string()),
-        entrypoint: Some(vec!["/bin/sh".into(), "-c".into(), BUILD.into()]),
-        cmd: Some(vec![]),
-        labels: Some(HashMap::from([(
-            LABEL_ROLE.to_string(),
-            BUILD_ROLE.to_string(),
-        )])),
-        host_config: Some(HostConfig::default()),
-        ..Default::default()
+    let build = ScriptBuild {
+        container: "labrun-build-apt-cache",
+        base,
+        script: BUILD.into(),
+        what: "the package cache's build container",
+        failure: "building the package cache image (apt-get install apt-cacher-ng)".into(),
     };
-    docker
-        .create_container(
-            Some(CreateContainerOptions {
-                name: Some(name.into()),
-                ..Default::default()
-            }),
-            body,
-        )
-        .await
-        .map_err(|e| api("creating the package cache's build container", e))?;
-    let result = run_and_commit(docker, name, reference).await;
-    docker::discard_container(docker, name).await;
-    result
-}
-
-async fn run_and_commit(docker: &Docker, name: &str, reference: &str) -> ProviderResult<()> {
-    docker
-        .start_container(name, None)
-        .await
-        .map_err(|e| api("starting the package cache's build container", e))?;
-    let mut code = 0;
-    let mut waits = docker.wait_container(name, None::<WaitContainerOptions>);
-    while let Some(w) = waits.next().await {
-        match w {
-            Ok(r) => code = r.status_code,
-            Err(bollard::errors::Error::DockerContainerWaitError { code: c, .. }) => code = c,
-            Err(e) => return Err(api("waiting for the package cache's build container", e)),
-        }
-    }
-    if code != 0 {
-        let mut logs = docker.logs(
-            name,
-            Some(LogsOptions {
-                stdout: true,
-                stderr: true,
-                tail: "25".into(),
-                ..Default::default()
-            }),
-        );
-        let mut text = String::new();
-        while let Some(Ok(chunk)) = logs.next().await {
-            text.push_str(&chunk.to_string());
-        }
-        return Err(ProviderError::Command {
-            what: "building the package cache image (apt-get install apt-cacher-ng)".into(),
-            status: format!("exit {code}"),
-            output: text.trim().to_string(),
-        });
-    }
-    let (repo, tag) = reference.rsplit_once(':').expect("reference has a tag");
     let config = ContainerConfig {
         entrypoint: Some(vec![DAEMON.into()]),
         cmd: Some(vec![]),
@@ -180,20 +117,8 @@ async fn run_and_commit(docker: &Docker, name: &str, reference: &str) -> Provide
         )])),
         ..Default::default()
     };
-    docker
-        .commit_container(
-            CommitContainerOptions {
-                container: Some(name.into()),
-                repo: Some(repo.into()),
-                tag: Some(tag.into()),
-                comment: Some("labrun package cache (apt-cacher-ng)".into()),
-                ..Default::default()
-            },
-            config,
-        )
-        .await
-        .map_err(|e| api(format!("committing image {reference}"), e))?;
-    Ok(())
+    let comment = "labrun package cache (apt-cacher-ng)".to_string();
+    build_and_commit(docker, &build, reference, config, comment, |_| {}).await
 }
 
 #[cfg(test)]

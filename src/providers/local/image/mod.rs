@@ -18,6 +18,7 @@
 //! `<cache>/build/<name>.<pid>`, removed afterwards.
 
 mod cache;
+mod commit;
 mod debootstrap;
 pub mod mirrors;
 mod recipe;
@@ -36,6 +37,7 @@ use crate::providers::{ImageInfo, ProviderError, ProviderResult};
 use crate::report::Reporter;
 
 pub use self::cache::{cache_dir, lock};
+pub use self::commit::{ScriptBuild, build_and_commit};
 pub use self::recipe::{Extras, PACKAGES, PATH_ENV, RECIPES, Recipe, recipe};
 
 /// `labrun/<name>:r<hash of the recipe>`: a changed recipe is a new image,

@@ -5,19 +5,15 @@
 use std::collections::HashMap;
 
 use bollard::Docker;
-use bollard::models::{ContainerConfig, ContainerCreateBody, HostConfig};
-use bollard::query_parameters::{
-    CommitContainerOptions, CreateContainerOptions, CreateImageOptions, LogsOptions,
-    WaitContainerOptions,
-};
+use bollard::models::ContainerConfig;
+use bollard::query_parameters::CreateImageOptions;
 use futures_util::StreamExt;
 
+use super::commit::{ScriptBuild, build_and_commit};
 use super::exists;
 use super::recipe::{
     CONTAINER_ENV, CUSTOMISE, ENTRYPOINT, Extras, INSTALL, PACKAGES, PATH_ENV, Recipe,
 };
-use crate::providers::local::docker::{self, api};
-use crate::providers::local::instances::LABEL_ROLE;
 use crate::providers::{ProviderError, ProviderResult};
 
 /// Builds image `reference` of `r` from its upstream image (the caller
@@ -55,8 +51,6 @@ pub async fn build(
             }
         }
     }
-    let name = format!("labrun-build-{}", r.name);
-    docker::discard_container(docker, &name).await;
     // Inputs go in the script, not the container's environment, which the
     // commit would keep.
     let mut inputs = vec![
@@ -72,82 +66,6 @@ pub async fn build(
         ));
     }
     script.push_str(&format!("{INSTALL}\n{CUSTOMISE}"));
-    let body = ContainerCreateBody {
-        image: Some(upstream.clone()),
-        entrypoint: Some(vec!["/bin/sh".into(), "-c".into(), script]),
-        cmd: Some(vec![]),
-        labels: Some(HashMap::from([(
-            LABEL_ROLE.to_string(),
-            "image-build".to_string(),
-        )])),
-        host_config: Some(HostConfig::default()),
-        ..Default::default()
-    };
-    docker
-        .create_container(
-            Some(CreateContainerOptions {
-                name: Some(name.clone()),
-                ..Default::default()
-            }),
-            body,
-        )
-        .await
-        .map_err(|e| api("creating the image build container", e))?;
-    let result = run_build_container(docker, r, &name, reference, bar).await;
-    docker::discard_container(docker, &name).await;
-    result
-}
-
-async fn run_build_container(
-    docker: &Docker,
-    r: &Recipe,
-    name: &str,
-    reference: &str,
-    bar: &indicatif::ProgressBar,
-) -> ProviderResult<()> {
-    docker
-        .start_container(name, None)
-        .await
-        .map_err(|e| api("starting the image build container", e))?;
-    let mut logs = docker.logs(
-        name,
-        Some(LogsOptions {
-            follow: true,
-            stdout: true,
-            stderr: true,
-            ..Default::default()
-        }),
-    );
-    let mut tail: Vec<String> = Vec::new();
-    let mut steps = 0;
-    while let Some(Ok(chunk)) = logs.next().await {
-        for line in chunk.to_string().lines() {
-            steps += 1;
-            bar.set_position(steps.min(bar.length().unwrap_or(1)));
-            bar.set_message(line.to_string());
-            tail.push(line.to_string());
-            if tail.len() > 25 {
-                tail.remove(0);
-            }
-        }
-    }
-    let mut code = 0;
-    let mut waits = docker.wait_container(name, None::<WaitContainerOptions>);
-    while let Some(w) = waits.next().await {
-        match w {
-            Ok(r) => code = r.status_code,
-            Err(bollard::errors::Error::DockerContainerWaitError { code: c, .. }) => code = c,
-            Err(e) => return Err(api("waiting for the image build container", e)),
-        }
-    }
-    if code != 0 {
-        return Err(ProviderError::Command {
-            what: format!("building image {} in a container", r.name),
-            status: format!("exit {code}"),
-            output: tail.join("\n"),
-        });
-    }
-    let (repo, tag) = reference.rsplit_once(':').expect("reference has a tag");
     let config = ContainerConfig {
         entrypoint: Some(vec![ENTRYPOINT.into()]),
         cmd: Some(vec![]),
@@ -163,18 +81,20 @@ async fn run_build_container(
         )])),
         ..Default::default()
     };
-    docker
-        .commit_container(
-            CommitContainerOptions {
-                container: Some(name.into()),
-                repo: Some(repo.into()),
-                tag: Some(tag.into()),
-                comment: Some(format!("labrun base image {}", r.name)),
-                ..Default::default()
-            },
-            config,
-        )
-        .await
-        .map_err(|e| api(format!("committing image {reference}"), e))?;
-    Ok(())
+    let container = format!("labrun-build-{}", r.name);
+    let build = ScriptBuild {
+        container: &container,
+        base: &upstream,
+        script,
+        what: "the image build container",
+        failure: format!("building image {} in a container", r.name),
+    };
+    let mut steps = 0;
+    let on_line = |line: &str| {
+        steps += 1;
+        bar.set_position(steps.min(bar.length().unwrap_or(1)));
+        bar.set_message(line.to_string());
+    };
+    let comment = format!("labrun base image {}", r.name);
+    build_and_commit(docker, &build, reference, config, comment, on_line).await
 }
