@@ -162,6 +162,16 @@ impl Extras {
             Some(_) => read_env_file("LABRUN_MYSQL_APT_KEYRING")?,
             None => None,
         };
+        if let Some(k) = &keyring
+            && k.len() > MAX_KEYRING
+        {
+            return Err(ProviderError::Invalid(format!(
+                "LABRUN_MYSQL_APT_KEYRING: {} bytes, more than the {MAX_KEYRING} an image build \
+                 takes (it travels in one argument); a repository's own key is a few KB: \
+                 export just that key (gpg --export KEYID > FILE)",
+                k.len()
+            )));
+        }
         Ok(Extras {
             proxy: mirrors::apt_proxy(),
             source,
@@ -200,6 +210,10 @@ impl Extras {
         ]
     }
 }
+
+/// The largest extra keyring, in bytes: escaped, it goes into the build
+/// script, which the kernel takes as one argument of at most 128 KiB.
+const MAX_KEYRING: usize = 16 * 1024;
 
 /// The contents of the file environment variable `var` names, if it is set.
 fn read_env_file(var: &str) -> ProviderResult<Option<Vec<u8>>> {
