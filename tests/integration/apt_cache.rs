@@ -6,32 +6,7 @@
 //! Each test has a cache of its own (`LABRUN_APT_CACHE_NAME`), so stopping
 //! or pruning it touches no other test.
 
-use std::process::Command;
-
-use crate::harness::{Output, Test};
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("t{prefix}-{}-{}", std::process::id(), nanos % 100_000)
-}
-
-fn docker(args: &[&str]) -> (bool, String) {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .expect("the docker CLI runs (scripts/setup.sh installs it)");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
+use crate::harness::{Output, Test, docker, unique_lab};
 
 /// Removes what a test left (labs' containers and networks, its cache),
 /// failed or not.
@@ -130,8 +105,8 @@ fn curl(from: &str, args: &[&str]) -> String {
 
 #[test]
 fn a_second_lab_installs_from_the_cache_which_joins_labs_without_connecting_them() {
-    let (a, b) = (unique("aca"), unique("acb"));
-    let cache = unique("apt-cache");
+    let (a, b) = (unique_lab("aca"), unique_lab("acb"));
+    let cache = unique_lab("apt-cache");
     let _cleanup = Cleanup {
         labs: vec![a.clone(), b.clone()],
         cache: cache.clone(),
@@ -274,8 +249,8 @@ fn a_second_lab_installs_from_the_cache_which_joins_labs_without_connecting_them
 
 #[test]
 fn with_the_cache_off_instances_have_no_proxy_and_no_cache_runs() {
-    let lab = unique("acoff");
-    let cache = unique("apt-cache-off");
+    let lab = unique_lab("acoff");
+    let cache = unique_lab("apt-cache-off");
     let _cleanup = Cleanup {
         labs: vec![lab.clone()],
         cache: cache.clone(),

@@ -418,6 +418,21 @@ pub(crate) struct Fault {
     pub(crate) times: usize,
 }
 
+impl Fault {
+    /// The first `times` launches refused as a busy account refuses them.
+    pub(crate) fn throttled_launches(times: usize) -> Fault {
+        Fault {
+            action: "RunInstances",
+            answer: Answer::Error {
+                status: "503 Service Unavailable",
+                code: "RequestLimitExceeded",
+                message: "Request limit exceeded.",
+            },
+            times,
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 pub(crate) enum Answer {
     /// An EC2 error answer: HTTP status, code, message.
@@ -1281,18 +1296,7 @@ fn aws_ctrl_c_stops_a_call_that_is_waiting_for_ec2() {
 #[test]
 fn aws_throttling_is_retried_with_backoff() {
     let moto = Moto::start();
-    let proxy = FaultProxy::start(
-        &moto.url,
-        Fault {
-            action: "RunInstances",
-            answer: Answer::Error {
-                status: "503 Service Unavailable",
-                code: "RequestLimitExceeded",
-                message: "Request limit exceeded.",
-            },
-            times: 3,
-        },
-    );
+    let proxy = FaultProxy::start(&moto.url, Fault::throttled_launches(3));
     on_aws(Test::new(), &proxy.url)
         .playbook("busy.rhai", r#"ec2::launch(#{ name: "web" });"#)
         .args(&["--provider", "aws"])

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::aws::{Answer, Fault, FaultProxy, Moto, REGION, on_aws};
+use crate::aws::{Fault, FaultProxy, Moto, REGION, on_aws};
 use crate::exercise::{Cleanup, SHIPPED, labelled, statuses};
 use crate::harness::Test;
 
@@ -716,18 +716,7 @@ fn fixture_copy(t: &Test) -> PathBuf {
 fn a_class_of_thirty_on_the_emulator_survives_throttling_and_a_broken_learner_and_leaves_nothing() {
     let moto = Moto::start();
     // Launches throttled ten times over, as a busy account answers them.
-    let proxy = FaultProxy::start(
-        &moto.url,
-        Fault {
-            action: "RunInstances",
-            answer: Answer::Error {
-                status: "503 Service Unavailable",
-                code: "RequestLimitExceeded",
-                message: "Request limit exceeded.",
-            },
-            times: 10,
-        },
-    );
+    let proxy = FaultProxy::start(&moto.url, Fault::throttled_launches(10));
     let mut roster = String::from("id,name\n");
     let ids: Vec<String> = (1..30)
         .map(|i| format!("l{i:02}"))
@@ -915,18 +904,7 @@ fn a_class_of_thirty_on_the_emulator_survives_throttling_and_a_broken_learner_an
 fn a_learner_throttled_past_the_providers_retries_is_tried_again() {
     let moto = Moto::start();
     // More throttled launches in a row than the provider tries (6).
-    let proxy = FaultProxy::start(
-        &moto.url,
-        Fault {
-            action: "RunInstances",
-            answer: Answer::Error {
-                status: "503 Service Unavailable",
-                code: "RequestLimitExceeded",
-                message: "Request limit exceeded.",
-            },
-            times: 8,
-        },
-    );
+    let proxy = FaultProxy::start(&moto.url, Fault::throttled_launches(8));
     let t = on_aws(Test::new(), &proxy.url).file("roster.csv", "id\nsolo\n");
     let ex = fixture_copy(&t);
     let out = t.run_with(&[

@@ -10,20 +10,11 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::harness::{Output, Test};
+use crate::harness::{Output, Test, unique_lab};
 
 pub(crate) const SHIPPED: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/exercises/mysql_client_server");
 const SECRET: &str = "course-secret-for-the-tests";
-
-/// A lab name no other test (or earlier run) uses.
-fn unique_lab(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("t{prefix}-{}-{}", std::process::id(), nanos % 100_000)
-}
 
 pub(crate) use crate::harness::Cleanup;
 

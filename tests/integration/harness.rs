@@ -219,3 +219,29 @@ pub fn remove_leftovers(lab: &str) {
         quiet(&["network", "rm", id]);
     }
 }
+
+/// A lab name no other test (or earlier run) uses.
+pub fn unique_lab(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("t{prefix}-{}-{}", std::process::id(), nanos % 100_000)
+}
+
+/// Runs the docker CLI; (success, stdout + stderr). A missing CLI fails
+/// the test: the suite never skips for want of Docker.
+pub fn docker(args: &[&str]) -> (bool, String) {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker CLI runs (scripts/setup.sh installs it)");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}

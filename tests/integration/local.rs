@@ -7,32 +7,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::harness::{Cleanup, Output, Test, finish};
-
-/// A lab name no other test (or earlier run) uses.
-fn unique_lab(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("t{prefix}-{}-{}", std::process::id(), nanos % 100_000)
-}
-
-/// Runs the docker CLI; (success, stdout + stderr).
-fn docker(args: &[&str]) -> (bool, String) {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .expect("the docker CLI runs (scripts/setup.sh installs it)");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
+use crate::harness::{Cleanup, Output, Test, docker, finish, unique_lab};
 
 /// Containers and networks labelled for `lab`, as `docker` lists them.
 fn labelled(lab: &str) -> (String, String) {
@@ -410,6 +385,102 @@ fn images_are_listed_and_built_on_request() {
     t.run_with(&["images", "--build", "nope"])
         .assert_code(2)
         .assert_stderr_contains("unknown image 'nope'");
+}
+
+/// The `pull` source, which no registry lets the suite use as users would:
+/// its upstream image is the `debian-12` base image already built, and an
+/// extra apt source (Debian's archive spelt with its port, signed by the
+/// bookworm release key) makes the reference one of its own. An instance
+/// of the image it commits boots systemd, answers SSH and has the source.
+#[test]
+fn the_pull_source_builds_an_image_whose_instances_boot() {
+    let lab = unique_lab("pull");
+    let _cleanup = Cleanup::one(lab.clone());
+    let listed = Test::new().run_with(&["images", "--build", "debian-12", "--output", "json"]);
+    listed.assert_code(0);
+    let events = listed.events();
+    let debian = events
+        .last()
+        .and_then(|e| e["images"].as_array())
+        .and_then(|a| a.iter().find(|i| i["name"] == "debian-12"))
+        .unwrap_or_else(|| panic!("no debian-12 image:\n{}", listed.all()));
+    let upstream = debian["detail"]
+        .as_str()
+        .unwrap()
+        .split(", ")
+        .next()
+        .unwrap();
+    assert!(upstream.starts_with("labrun/debian-12:r"), "{upstream}");
+
+    let t = Test::new()
+        .file(
+            "extra.list",
+            "deb [signed-by=/etc/apt/keyrings/labrun-mysql.gpg] \
+             http://deb.debian.org:80/debian bookworm contrib\n",
+        )
+        .playbook(
+            "lab.rhai",
+            r#"
+let g = step("sg", || { let g = sg::ensure(#{ name: "ssh" }); g.allow(#{ port: 22, from: operator_cidr() }); g });
+let vm = step("launch", || ec2::launch(#{ name: "web", security_groups: [g] }));
+let s = step("ssh", || ssh::connect(vm));
+step("probe", || {
+    let r = s.run("systemctl is-system-running --wait; grep -c contrib /etc/apt/sources.list.d/labrun-mysql.list");
+    print(`probe: ${r.stdout.split("\n")}`);
+});
+"#,
+        );
+    let source = t.dir().join("extra.list");
+    let t = t
+        .env("LABRUN_IMAGE_SOURCE", "pull")
+        .env("LABRUN_UPSTREAM_IMAGE", upstream)
+        .env("LABRUN_MYSQL_APT_SOURCE", source.to_str().unwrap())
+        .env(
+            "LABRUN_MYSQL_APT_KEYRING",
+            "/usr/share/keyrings/debian-archive-bookworm-stable.gpg",
+        )
+        .env("LABRUN_APT_CACHE", "off");
+    let built = t.run_with(&[
+        "images",
+        "--build",
+        "debian-12",
+        "--rebuild",
+        "--output",
+        "plain",
+    ]);
+    built.assert_code(0);
+    let all = built.all();
+    let reference = all
+        .split("built image debian-12 (")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .unwrap_or_else(|| panic!("no build reported:\n{all}"))
+        .to_string();
+    assert!(
+        reference.starts_with("labrun/debian-12:r") && reference != upstream,
+        "{all}"
+    );
+
+    let out = t.run_with(&["lab.rhai", "--lab", &lab, "--output", "plain"]);
+    out.assert_code(0);
+    assert!(
+        out.all().contains(r#"probe: ["running", "1", ""]"#),
+        "systemd running and the extra source in place:\n{}",
+        out.all()
+    );
+    let (_, image) = docker(&[
+        "inspect",
+        "-f",
+        "{{.Config.Image}}",
+        &container(&lab, "web"),
+    ]);
+    assert_eq!(
+        image.trim(),
+        reference,
+        "the instance runs the pulled-and-committed image"
+    );
+    destroy_and_check(&t, &lab);
+    docker(&["rmi", &reference]);
 }
 
 #[test]

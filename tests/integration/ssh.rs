@@ -14,7 +14,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use crate::harness::{Output, Test};
+use crate::harness::{Output, Test, docker};
 
 const NAMES: [&str; 3] = ["A", "B", "C"];
 
@@ -697,22 +697,6 @@ check::equal(A.run("ss -Htn state established '( sport = :22 )' | wc -l").stdout
         &[],
     );
     out.assert_code(0);
-}
-
-/// Runs the docker CLI; (success, stdout + stderr).
-fn docker(args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new("docker")
-        .args(args)
-        .output()
-        .expect("the docker CLI runs");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
 }
 
 impl Hosts {

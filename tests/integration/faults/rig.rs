@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub use crate::harness::docker;
 use crate::harness::{Output, Test};
 
 pub const PLAYBOOK: &str = concat!(
@@ -44,23 +45,6 @@ pub const RUN_GUARD: Duration = Duration::from_secs(20 * 60);
 /// How long an injection waits for the moment it waits for (apt running,
 /// a container created) before it gives up.
 pub const WAIT_GUARD: Duration = Duration::from_secs(10 * 60);
-
-/// Runs the docker CLI; (success, stdout + stderr). A missing CLI fails
-/// the test: the suite never skips for want of Docker.
-pub fn docker(args: &[&str]) -> (bool, String) {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .expect("the docker CLI runs (scripts/setup.sh installs it); the fault suite needs Docker");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
 
 /// Containers labelled for `lab`: (name, `labrun.role` label).
 pub fn labelled_containers(lab: &str) -> Vec<(String, String)> {
