@@ -137,14 +137,7 @@ pub struct LedgerData {
 impl LedgerData {
     /// Reads a lab's ledger without taking its lock (for `status`).
     pub fn load(dir: &Path) -> Result<Option<LedgerData>, LedgerError> {
-        let path = dir.join("ledger.json");
-        match fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| LedgerError::Corrupt(path, e.to_string())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(LedgerError::Io(path, e)),
-        }
+        read_json(&dir.join("ledger.json"))
     }
 }
 
@@ -433,21 +426,25 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), Ledge
     Ok(())
 }
 
-/// Labs that have a ledger under `root`, by name.
-/// The secrets of the lab whose directory is `dir`, by name (none if it
-/// has no secrets file). Reading takes no lock: the file is replaced
-/// atomically.
-pub fn read_secrets(dir: &Path) -> Result<BTreeMap<String, String>, LedgerError> {
-    let path = dir.join("secrets.json");
-    match fs::read_to_string(&path) {
-        Ok(text) => {
-            serde_json::from_str(&text).map_err(|e| LedgerError::Corrupt(path, e.to_string()))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-        Err(e) => Err(LedgerError::Io(path, e)),
+/// The JSON document at `path`, or `None` if there is no such file. Takes
+/// no lock: labrun's state files are replaced atomically ([`write_atomic`]).
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, LedgerError> {
+    match fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| LedgerError::Corrupt(path.to_path_buf(), e.to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(LedgerError::Io(path.to_path_buf(), e)),
     }
 }
 
+/// The secrets of the lab whose directory is `dir`, by name (none if it
+/// has no secrets file).
+pub fn read_secrets(dir: &Path) -> Result<BTreeMap<String, String>, LedgerError> {
+    Ok(read_json(&dir.join("secrets.json"))?.unwrap_or_default())
+}
+
+/// Labs that have a ledger under `root`, by name.
 pub fn list_labs(root: &Path) -> Vec<String> {
     let mut labs: Vec<String> = fs::read_dir(root.join("labs"))
         .into_iter()

@@ -116,14 +116,7 @@ pub struct ClassState {
 impl ClassState {
     /// The class in directory `dir`, if there is one (read without the lock).
     pub fn load(dir: &Path) -> Result<Option<ClassState>, LedgerError> {
-        let path = dir.join(FILE);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| LedgerError::Corrupt(path, e.to_string())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(LedgerError::Io(path, e)),
-        }
+        crate::ledger::read_json(&dir.join(FILE))
     }
 
     pub fn learner(&self, id: &str) -> Option<&LearnerState> {

@@ -35,14 +35,7 @@ pub struct ExerciseRecord {
 impl ExerciseRecord {
     /// The record in lab directory `dir`, if the lab was started for an exercise.
     pub fn load(dir: &Path) -> Result<Option<Self>, LedgerError> {
-        let path = dir.join(FILE);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| LedgerError::Corrupt(path, e.to_string())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(LedgerError::Io(path, e)),
-        }
+        crate::ledger::read_json(&dir.join(FILE))
     }
 
     pub fn save(&self, dir: &Path) -> Result<(), LedgerError> {

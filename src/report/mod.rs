@@ -318,19 +318,7 @@ impl Reporter {
     /// get the message in `run_finished` too). Only `error::render` and the
     /// second Ctrl-C call this.
     pub fn error(&self, text: &str) {
-        let text = self.redactor.redact(text);
-        if self.captured_line(&text) {
-            return;
-        }
-        let _guard = self.out_lock.lock().expect("output lock");
-        match &self.multi {
-            Some(m) if !m.is_hidden() => {
-                let _ = m.println(text);
-            }
-            _ => {
-                let _ = writeln!(std::io::stderr().lock(), "{text}");
-            }
-        }
+        self.line(text);
     }
 }
 

@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use russh::{ChannelMsg, Sig};
+use russh::client::Msg;
+use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
 
 use super::capture::{Capture, Lines};
 use super::{Session, SshError, SshResult, quote};
@@ -188,6 +189,26 @@ pub fn remote_command(command: &str, options: &RunOptions) -> SshResult<(String,
 }
 
 impl Session {
+    /// A new channel on this connection, running `line`.
+    pub(super) async fn open_exec(
+        &self,
+        line: String,
+    ) -> SshResult<(ChannelReadHalf, ChannelWriteHalf<Msg>)> {
+        let lost = |e: russh::Error| SshError::Connection {
+            target: self.address(),
+            message: format!("connection lost ({e})"),
+        };
+        let channel = self
+            .inner
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(lost)?;
+        let (read, write) = channel.split();
+        write.exec(true, line.into_bytes()).await.map_err(lost)?;
+        Ok((read, write))
+    }
+
     /// Runs `command` (a shell command line), streaming each output line to
     /// `sink` as it arrives. With `check`, a non-zero exit is an error that
     /// quotes the command, the status and the tail of stderr.
@@ -218,25 +239,11 @@ impl Session {
                 }
             }
         };
-        let lost = |e: russh::Error| SshError::Connection {
-            target: self.address(),
-            message: format!("connection lost ({e})"),
-        };
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
         // Opening the channel waits for the server: bounded like the rest.
-        let open = async {
-            let channel = self
-                .inner
-                .handle
-                .channel_open_session()
-                .await
-                .map_err(lost)?;
-            let (read, write) = channel.split();
-            write.exec(true, line.into_bytes()).await.map_err(lost)?;
-            Ok::<_, SshError>((read, write))
-        };
+        let open = self.open_exec(line);
         tokio::pin!(open);
         let (mut read, write) = loop {
             tokio::select! {

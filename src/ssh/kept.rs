@@ -74,18 +74,7 @@ impl Session {
             ..Default::default()
         };
         let (line, _) = remote_command(turn.command, &options)?;
-        let lost = |e: russh::Error| SshError::Connection {
-            target: self.address(),
-            message: format!("connection lost ({e})"),
-        };
-        let channel = self
-            .inner
-            .handle
-            .channel_open_session()
-            .await
-            .map_err(lost)?;
-        let (read, write) = channel.split();
-        write.exec(true, line.into_bytes()).await.map_err(lost)?;
+        let (read, write) = self.open_exec(line).await?;
         Ok(Kept { read, write })
     }
 

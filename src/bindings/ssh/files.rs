@@ -78,7 +78,7 @@ fn replace_line(
     Ok(changed)
 }
 
-/// `#{lock_timeout}` of `apt_install` and `apt_update`.
+/// `#{sudo}` of the file methods that take only that option.
 fn sudo_flag(function: &str, m: &Map) -> RhaiResult<bool> {
     Ok(file_options(function, m, &["sudo"])?.sudo)
 }

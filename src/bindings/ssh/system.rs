@@ -11,6 +11,7 @@ use crate::engine::{RhaiResult, script_error};
 use crate::ssh::Session;
 use crate::ssh::system::AptOptions;
 
+/// `#{lock_timeout}` of `apt_install` and `apt_update`.
 fn apt_options(ctx: &LabContext, f: &str, m: &Map) -> RhaiResult<AptOptions> {
     let o = Options::new(f, m, &["lock_timeout"], &[])?;
     let mut options = AptOptions {

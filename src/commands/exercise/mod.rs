@@ -231,14 +231,7 @@ pub(crate) fn run_checks(
     learner: &Learner,
     declared: &[TaskSpec],
 ) -> Result<Vec<(TaskSpec, Outcome, Duration)>, Error> {
-    let path = ex.path(CHECKS);
-    let sources = Sources::default();
-    let ast = compile_offline(
-        runtime,
-        &path,
-        &sources,
-        Some(Arc::new(learner.scope(ex, Mode::Collect))),
-    )?;
+    let Part { path, sources, ast } = compile_part(runtime, ex, learner, CHECKS)?;
     let scope = Arc::new(learner.scope(ex, Mode::Check));
     let ctx = open.context(&path, BTreeMap::new(), Some(scope.clone()));
     let result = open.run_script(&ctx, &sources, ast);
@@ -292,14 +285,7 @@ pub(super) fn run_solve(
             ex.source.display()
         )));
     }
-    let path = ex.path(SOLVE);
-    let sources = Sources::default();
-    let ast = compile_offline(
-        runtime,
-        &path,
-        &sources,
-        Some(Arc::new(learner.scope(ex, Mode::Collect))),
-    )?;
+    let Part { path, sources, ast } = compile_part(runtime, ex, learner, SOLVE)?;
     let mut scope = learner.scope(
         ex,
         Mode::Solve {
@@ -315,6 +301,29 @@ pub(super) fn run_solve(
     open.run_script(&ctx, &sources, ast)?;
     let solutions = scope.solutions.lock().expect("solutions lock").clone();
     Ok(solutions)
+}
+
+/// One of an exercise's scripts, compiled for a learner.
+pub(crate) struct Part {
+    pub path: std::path::PathBuf,
+    /// The sources its diagnostics quote, kept for running it.
+    pub sources: Sources,
+    pub ast: rhai::AST,
+}
+
+/// Compiles `file` of `ex` with `learner`'s parameters in scope (the
+/// collecting scope: compiling runs no task).
+pub(crate) fn compile_part(
+    runtime: &tokio::runtime::Runtime,
+    ex: &Exercise,
+    learner: &Learner,
+    file: &str,
+) -> Result<Part, Error> {
+    let path = ex.path(file);
+    let sources = Sources::default();
+    let scope = Arc::new(learner.scope(ex, Mode::Collect));
+    let ast = compile_offline(runtime, &path, &sources, Some(scope))?;
+    Ok(Part { path, sources, ast })
 }
 
 /// A task's result as the learner sees it.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::cli::ExerciseStartArgs;
-use crate::engine::{self, resolver::Sources};
+use crate::engine;
 use crate::error::{Error, Exit};
 use crate::exercise::state::ExerciseRecord;
 use crate::exercise::{Exercise, README, SETUP, template};
@@ -16,7 +16,7 @@ use crate::ledger::{self, ResourceKind};
 use crate::providers::{Provider, ProviderKind, ProviderOptions};
 use crate::report::{OutputMode, Reporter};
 
-use super::super::run::{OpenLab, compile_offline};
+use super::super::run::OpenLab;
 use super::{Learner, course_secret, learner, learner_params, parse_sets};
 
 pub fn start(
@@ -136,16 +136,11 @@ pub(crate) fn start_lab(
 
     // Fail before acting: the whole exercise must validate for this learner.
     let validated = super::validate::check_all(runtime, ex, learner)?;
-    let setup = ex.path(SETUP);
-    let sources = Sources::default();
-    let ast = compile_offline(
-        runtime,
-        &setup,
-        &sources,
-        Some(Arc::new(
-            learner.scope(ex, crate::bindings::check::Mode::Collect),
-        )),
-    )?;
+    let super::Part {
+        path: setup,
+        sources,
+        ast,
+    } = super::compile_part(runtime, ex, learner, SETUP)?;
 
     let dir = super::lab_dir(lab)?;
     if let Some(r) = ExerciseRecord::load(&dir)? {

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use crate::cli::ExerciseTestArgs;
-use crate::engine::{self, resolver::Sources};
+use crate::engine;
 use crate::error::{Error, Exit};
 use crate::exercise::protocol::{self, Phase, Violation};
 use crate::exercise::results::{CheckReport, TaskResult, xml};
@@ -14,7 +14,7 @@ use crate::exercise::{Exercise, SETUP, SOLVE};
 use crate::ledger::{self, LedgerData};
 use crate::report::{Reporter, Status};
 
-use super::super::run::{OpenLab, compile_offline};
+use super::super::run::OpenLab;
 use super::{
     Learner, course_secret, learner, learner_params, parse_sets, run_checks, run_solve, task_result,
 };
@@ -57,16 +57,11 @@ pub fn test(
         )));
     }
 
-    let setup = ex.path(SETUP);
-    let sources = Sources::default();
-    let ast = compile_offline(
-        runtime,
-        &setup,
-        &sources,
-        Some(Arc::new(
-            learner.scope(&ex, crate::bindings::check::Mode::Collect),
-        )),
-    )?;
+    let super::Part {
+        path: setup,
+        sources,
+        ast,
+    } = super::compile_part(runtime, &ex, &learner, SETUP)?;
     let open = OpenLab::open(
         runtime,
         reporter,

@@ -198,16 +198,17 @@ fn labels_of(c: &ContainerInspectResponse) -> HashMap<String, String> {
         .unwrap_or_default()
 }
 
+/// An inspected container's name, without the engine's leading `/`.
+fn inspected_name(c: &ContainerInspectResponse) -> String {
+    let name = c.name.as_deref().unwrap_or_default();
+    name.trim_start_matches('/').to_string()
+}
+
 fn holder_from_inspect(c: &ContainerInspectResponse) -> Holder {
     let state = c.state.clone().unwrap_or_default();
     Holder {
         id: c.id.clone().unwrap_or_default(),
-        name: c
-            .name
-            .clone()
-            .unwrap_or_default()
-            .trim_start_matches('/')
-            .to_string(),
+        name: inspected_name(c),
         running: state.running == Some(true),
         pid: state.pid.unwrap_or(0),
         started_at: state.started_at.unwrap_or_default(),
@@ -275,12 +276,7 @@ pub fn from_inspect(
         launched_at: label(LABEL_LAUNCHED).parse().unwrap_or(0),
     };
     Container {
-        name: c
-            .name
-            .clone()
-            .unwrap_or_default()
-            .trim_start_matches('/')
-            .to_string(),
+        name: inspected_name(c),
         id,
         instance,
         started_at: state.started_at.unwrap_or_default(),
