@@ -47,6 +47,7 @@ ensure_rust() {
 ensure_docker() {
     ensure_apt docker.io tini debootstrap debian-archive-keyring nftables util-linux tar \
         openssh-client ca-certificates
+    ensure_inotify_room
     docker info >/dev/null 2>&1 && return 0
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
         log "starting docker (systemd)"
@@ -61,6 +62,21 @@ ensure_docker() {
     done
     log "dockerd did not answer within 30 s; see /var/log/dockerd.log"
     return 1
+}
+
+# ensure_inotify_room: every local instance boots systemd, which holds
+# about 5 inotify instances, all charged to root: a stock kernel's 128 stop
+# the 26th instance from booting (labrun refuses to launch it and says so).
+# Raised to 8192 now and in /etc/sysctl.d for later boots.
+LABRUN_INOTIFY_INSTANCES=8192
+ensure_inotify_room() {
+    local now
+    now=$(cat /proc/sys/fs/inotify/max_user_instances 2>/dev/null || echo 0)
+    [ "$now" -ge "$LABRUN_INOTIFY_INSTANCES" ] && return 0
+    log "raising fs.inotify.max_user_instances from $now to $LABRUN_INOTIFY_INSTANCES (systemd in every instance)"
+    as_root sh -c "echo 'fs.inotify.max_user_instances = $LABRUN_INOTIFY_INSTANCES' > /etc/sysctl.d/60-labrun-inotify.conf"
+    as_root sysctl -q -w "fs.inotify.max_user_instances=$LABRUN_INOTIFY_INSTANCES" ||
+        log "could not raise it (a container without that sysctl?): past about 25 instances, launches are refused"
 }
 
 # ensure_labrun_release: the release binary, built when $LABRUN_BIN does not

@@ -10,7 +10,7 @@ use serde_json::json;
 use super::docker::{self, api};
 use super::instances::{self, Container};
 use super::network::LabNetwork;
-use super::{LocalProvider, apt_cache, check_spec, holder, image};
+use super::{LocalProvider, apt_cache, check_spec, holder, image, inotify};
 use crate::ledger::ResourceKind;
 use crate::providers::{Instance, InstanceSpec, ProviderError, ProviderResult, instance_size};
 
@@ -107,6 +107,9 @@ impl LocalProvider {
         c: Container,
         spec: &InstanceSpec,
     ) -> ProviderResult<(Instance, bool)> {
+        if !c.running() && docker::engine_is_local() {
+            inotify::check_host(&spec.name).await?;
+        }
         let mut changed = false;
         let i = &c.instance;
         let wanted: BTreeSet<&String> = spec.security_groups.iter().collect();
@@ -191,6 +194,9 @@ impl LocalProvider {
             .host_cgroups(&image_ref)
             .await?
             .for_instance(&cname, &spec.image)?;
+        if docker::engine_is_local() {
+            inotify::check_host(&spec.name).await?;
+        }
         let net = self.network().await?.clone();
         let _ = net_tx.send(net.clone());
 

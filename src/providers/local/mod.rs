@@ -18,6 +18,7 @@ pub mod groups;
 pub mod holder;
 pub mod host;
 pub mod image;
+pub mod inotify;
 pub mod instances;
 pub mod network;
 
