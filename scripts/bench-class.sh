@@ -99,10 +99,14 @@ echo "solved labs 20 GiB holds (4 GiB left to the host): ${max_n} (the 'max' row
 # ------------------------------------------------------------------------
 # A class of 30 on moto, with its API calls.
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-MOTO_ENABLE_RECORDING=True MOTO_AMIS_PATH="$PWD/tests/fixtures/moto-amis.json" \
+# moto appends its recording to a file (by default ./moto_recording, kept
+# across runs): one of this run's own, emptied before the class starts.
+MOTO_ENABLE_RECORDING=True MOTO_RECORDER_FILEPATH="$work/moto-recording" \
+    MOTO_AMIS_PATH="$PWD/tests/fixtures/moto-amis.json" \
     "$LABRUN_MOTO_SERVER" -H 127.0.0.1 -p "$port" >"$work/moto.log" 2>&1 &
 moto_pid=$!
 for _ in $(seq 100); do curl -s "http://127.0.0.1:$port/moto-api/" >/dev/null 2>&1 && break; sleep 0.2; done
+curl -s -X POST "http://127.0.0.1:$port/moto-api/recorder/reset-recording" >/dev/null
 curl -s -X POST "http://127.0.0.1:$port/moto-api/recorder/start-recording" >/dev/null
 aws_env=(env AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
          AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/dev/null
