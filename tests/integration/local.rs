@@ -483,6 +483,37 @@ step("probe", || {
     docker(&["rmi", &reference]);
 }
 
+/// An instance whose init fails as it starts is reported by the launch
+/// that started it, with its exit status and last output, not by minutes
+/// of waiting for its sshd. (Its init is replaced while it is stopped.)
+#[test]
+fn an_instance_that_stops_as_it_starts_is_reported_at_once() {
+    let lab = unique_lab("boot");
+    let _cleanup = Cleanup::one(lab.clone());
+    let t = Test::new().playbook(
+        "lab.rhai",
+        r#"step("launch", || ec2::launch(#{ name: "web" }));"#,
+    );
+    t.run_with(&["lab.rhai", "--lab", &lab]).assert_code(0);
+    let web = container(&lab, "web");
+    assert!(docker(&["stop", "-t", "1", &web]).0);
+    let init = t.dir().join("labrun-init");
+    std::fs::write(
+        &init,
+        "#!/bin/sh\necho 'labrun-init: no boot today'\nexit 3\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&init, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let target = format!("{web}:/usr/local/sbin/labrun-init");
+    assert!(docker(&["cp", init.to_str().unwrap(), &target]).0);
+
+    let out = t.run_with(&["lab.rhai", "--lab", &lab]);
+    out.assert_code(1)
+        .assert_stderr_contains("instance web stopped as soon as it started (exit 3)")
+        .assert_stderr_contains("labrun-init: no boot today");
+    destroy_and_check(&t, &lab);
+}
+
 #[test]
 fn a_missing_engine_says_how_to_install_it() {
     let lab = unique_lab("noengine");

@@ -123,9 +123,29 @@ pub fn status(e: &Error) -> Option<u16> {
     }
 }
 
+/// What container `id` printed on stdout and stderr: its last `tail`
+/// lines, or all of it; empty where the engine cannot say.
+pub async fn output(docker: &Docker, id: &str, tail: Option<usize>) -> String {
+    use futures_util::StreamExt;
+    let mut logs = docker.logs(
+        id,
+        Some(bollard::query_parameters::LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: tail.map_or_else(|| "all".to_string(), |n| n.to_string()),
+            ..Default::default()
+        }),
+    );
+    let mut text = String::new();
+    while let Some(Ok(chunk)) = logs.next().await {
+        text.push_str(&chunk.to_string());
+    }
+    text.trim().to_string()
+}
+
 /// Removes a throwaway helper container (image build, firewall) in
 /// whatever state it is in. Failures are ignored: it may already be gone,
-/// and a leftover carries labrun's role label for cleanup.
+/// and a leftover is found again by its name.
 pub async fn discard_container(docker: &Docker, name: &str) {
     let options = bollard::query_parameters::RemoveContainerOptions {
         force: true,

@@ -17,7 +17,7 @@ use std::process::Stdio;
 
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
-use bollard::query_parameters::{CreateContainerOptions, LogsOptions, WaitContainerOptions};
+use bollard::query_parameters::{CreateContainerOptions, WaitContainerOptions};
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
@@ -256,22 +256,10 @@ async fn apply_in_container(
         if code == 0 {
             return Ok(());
         }
-        let mut logs = docker.logs(
-            &id,
-            Some(LogsOptions {
-                stdout: true,
-                stderr: true,
-                ..Default::default()
-            }),
-        );
-        let mut text = String::new();
-        while let Some(Ok(chunk)) = logs.next().await {
-            text.push_str(&chunk.to_string());
-        }
         Err(ProviderError::Command {
             what: "applying the security group with nft".into(),
             status: format!("exit {code}"),
-            output: text.trim().to_string(),
+            output: docker::output(docker, &id, None).await,
         })
     }
     .await;

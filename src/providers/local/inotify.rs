@@ -56,11 +56,10 @@ pub fn check(name: &str, limit: u64, used: u64) -> ProviderResult<()> {
     if left >= PER_INSTANCE {
         return Ok(());
     }
-    let running = used / (PER_INSTANCE - 1);
     Err(ProviderError::Unavailable(format!(
         "instance {name} would not boot: its systemd needs about {PER_INSTANCE} inotify \
          instances and this host has {left} left (fs.inotify.max_user_instances = {limit}, \
-         {used} in use: about {running} instances are running). Raise the limit with \
+         {used} in use by root, about 5 per running instance). Raise the limit with \
          `sudo sysctl -w fs.inotify.max_user_instances=8192` (and a line \
          `fs.inotify.max_user_instances = 8192` in /etc/sysctl.d/ to keep it), or remove \
          labs you no longer need"

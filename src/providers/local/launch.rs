@@ -167,6 +167,7 @@ impl LocalProvider {
             .find(|x| x.id == c.id)
             .ok_or_else(|| ProviderError::State(format!("instance {} vanished", spec.name)))?;
         self.record(&current)?;
+        self.booting(&current).await?;
         Ok((current.instance, changed))
     }
 
@@ -318,6 +319,34 @@ impl LocalProvider {
         }
         let now = current(self.containers().await?)?;
         self.record(&now)?;
+        self.booting(&now).await?;
         Ok((now.instance, true))
+    }
+
+    /// An instance that is not running right after its start stopped by
+    /// itself: its init failed. Said now, with its last output, rather than
+    /// after minutes of waiting for an sshd that will never answer. (It
+    /// stays recorded and stopped: a later run starts it again.)
+    async fn booting(&self, c: &Container) -> ProviderResult<()> {
+        if c.running() {
+            return Ok(());
+        }
+        let code = match self.docker.inspect_container(&c.id, None).await {
+            Ok(i) => i.state.and_then(|s| s.exit_code),
+            Err(_) => None,
+        };
+        let output = docker::output(&self.docker, &c.id, Some(10)).await;
+        let said = if output.is_empty() {
+            " and printed nothing (systemd exits so when the host has no inotify \
+             instance left for it: see fs.inotify.max_user_instances)"
+                .to_string()
+        } else {
+            format!("; its last output:\n{output}")
+        };
+        Err(ProviderError::State(format!(
+            "instance {} stopped as soon as it started ({}){said}",
+            c.instance.name,
+            code.map_or_else(|| c.instance.state.clone(), |c| format!("exit {c}"))
+        )))
     }
 }
