@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::aws::{Fault, FaultProxy, Moto, REGION, on_aws};
 use crate::exercise::{Cleanup, SHIPPED, labelled, statuses};
-use crate::harness::Test;
+use crate::harness::{Test, field_pairs};
 
 const SECRET: &str = "course-secret-for-the-class-tests";
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/class-ec2");
@@ -44,17 +44,7 @@ fn class_json(t: &Test, class: &str) -> Value {
 
 /// Learner id → state, from class.json.
 fn states(t: &Test, class: &str) -> Vec<(String, String)> {
-    class_json(t, class)["learners"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| {
-            (
-                l["id"].as_str().unwrap().to_string(),
-                l["state"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
+    field_pairs(&class_json(t, class)["learners"], "id", "state")
 }
 
 /// CSV read by hand (quoted fields, doubled quotes, line breaks inside).

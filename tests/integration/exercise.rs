@@ -10,7 +10,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::harness::{Output, Test, unique_lab};
+use crate::harness::{Output, Test, field_pairs, unique_lab};
 
 pub(crate) const SHIPPED: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/exercises/mysql_client_server");
@@ -61,17 +61,7 @@ fn task<'a>(report: &'a Value, id: &str) -> &'a Value {
 
 /// Each task's id and status in an exercise result object.
 pub(crate) fn statuses(report: &Value) -> Vec<(String, String)> {
-    report["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            (
-                t["id"].as_str().unwrap().to_string(),
-                t["status"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
+    field_pairs(&report["tasks"], "id", "status")
 }
 
 /// The JUnit file's one `<testsuite>`, through a real XML parser.

@@ -245,3 +245,18 @@ pub fn docker(args: &[&str]) -> (bool, String) {
         ),
     )
 }
+
+/// `(item[a], item[b])` of each item of a JSON array of objects, as strings.
+pub fn field_pairs(items: &Value, a: &str, b: &str) -> Vec<(String, String)> {
+    let text = |v: &Value, k: &str| {
+        v[k].as_str()
+            .unwrap_or_else(|| panic!("no string {k:?} in {v}"))
+            .to_string()
+    };
+    items
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array: {items}"))
+        .iter()
+        .map(|v| (text(v, a), text(v, b)))
+        .collect()
+}

@@ -59,26 +59,8 @@ fn listen(container: &str, ports: &[u16]) {
         assert!(ok, "listener on {container}:{p}: {out}");
     }
     // Wait until they listen (seen from inside, where nothing filters).
-    let deadline = Instant::now() + Duration::from_secs(20);
     for p in ports {
-        while !docker(&[
-            "exec",
-            container,
-            "nc",
-            "-z",
-            "-w",
-            "1",
-            "127.0.0.1",
-            &p.to_string(),
-        ])
-        .0
-        {
-            assert!(
-                Instant::now() < deadline,
-                "listener {container}:{p} never came up"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        listen_ready(container, *p);
     }
 }
 
