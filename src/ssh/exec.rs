@@ -93,6 +93,22 @@ impl Output {
         self.code == 0
     }
 
+    /// The last `lines` lines of stdout, then of stderr: for programs that
+    /// print the cause on stdout and only a summary on stderr (apt-get: a
+    /// package script's failure, then "E: Sub-process /usr/bin/dpkg
+    /// returned an error code (1)").
+    pub fn both_tails(&self, lines: usize) -> String {
+        let last = |text: &str| {
+            let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+            all[all.len().saturating_sub(lines)..].join("\n")
+        };
+        [last(&self.stdout), last(&self.stderr)]
+            .into_iter()
+            .filter(|t| !t.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// The last lines of stderr (or of stdout if stderr is empty).
     pub fn tail(&self, lines: usize) -> String {
         let text = if self.stderr.trim().is_empty() {
@@ -502,5 +518,28 @@ mod tests {
             ..o
         };
         assert_eq!(o.tail(2), "out");
+    }
+
+    #[test]
+    fn both_tails_keep_the_cause_printed_on_stdout() {
+        let o = Output {
+            stdout: "Setting up mysql-server\nJob for mysql.service failed.\n\n".into(),
+            stderr: "E: Sub-process /usr/bin/dpkg returned an error code (1)\n".into(),
+            code: 100,
+            signal: None,
+            omitted: (0, 0),
+        };
+        assert_eq!(
+            o.both_tails(1),
+            "Job for mysql.service failed.\nE: Sub-process /usr/bin/dpkg returned an error code (1)"
+        );
+        let o = Output {
+            stdout: String::new(),
+            ..o
+        };
+        assert_eq!(
+            o.both_tails(5),
+            "E: Sub-process /usr/bin/dpkg returned an error code (1)"
+        );
     }
 }

@@ -146,6 +146,14 @@ fn lock_busy(out: &Output) -> bool {
 }
 
 /// The install failed in a way a fresh package index may fix.
+/// A package's own script failed (dpkg reports the package half
+/// configured): a server whose first start timed out on a busy host, say.
+/// Configuring it again usually succeeds; a real fault fails again.
+fn configure_failed(out: &Output) -> bool {
+    out.stderr
+        .contains("Sub-process /usr/bin/dpkg returned an error code")
+}
+
 fn index_stale(out: &Output) -> bool {
     let text = format!("{}\n{}", out.stdout, out.stderr);
     [
@@ -256,6 +264,23 @@ impl Session {
         );
         match self.apt_get(&install, deadline, options, sink).await {
             Ok(_) => Ok(true),
+            Err((Some(out), _)) if configure_failed(&out) => {
+                sink(
+                    Stream::Stderr,
+                    &format!(
+                        "dpkg failed configuring a package; configuring it once more \
+                         (what it said:\n{})",
+                        out.both_tails(TAIL_LINES)
+                    ),
+                );
+                self.apt_get("install --fix-broken", deadline, options, sink)
+                    .await
+                    .map_err(|(_, e)| e)?;
+                self.apt_get(&install, deadline, options, sink)
+                    .await
+                    .map_err(|(_, e)| e)?;
+                Ok(true)
+            }
             Err((out, _)) if !updated && out.as_ref().is_some_and(index_stale) => {
                 self.apt_get("update", deadline, options, sink)
                     .await
@@ -341,7 +366,7 @@ impl Session {
                 continue;
             }
             let busy = lock_busy(&out);
-            let tail = out.tail(TAIL_LINES);
+            let tail = out.both_tails(TAIL_LINES);
             let status = format!("exit code {}", out.code);
             return Err((
                 Some(out),

@@ -496,6 +496,54 @@ fn an_instance_that_stops_as_it_starts_is_reported_at_once() {
     destroy_and_check(&t, &lab);
 }
 
+/// A package whose script fails its first configure (a server whose first
+/// start timed out on a busy host) is configured once more by
+/// `apt_install`; one that always fails is an error that shows what its
+/// script printed, not only apt's "dpkg returned an error code (1)".
+/// Both come from a local repository on the instance.
+#[test]
+fn apt_install_configures_a_failed_package_once_more_and_shows_why_it_failed() {
+    let lab = unique_lab("dpkg");
+    let _cleanup = Cleanup::one(lab.clone());
+    let t = Test::new().playbook(
+        "lab.rhai",
+        r#"
+let g = step("sg", || { let g = sg::ensure(#{ name: "ssh" }); g.allow(#{ port: 22, from: operator_cidr() }); g });
+let vm = step("launch", || ec2::launch(#{ name: "web", security_groups: [g] }));
+let s = step("ssh", || ssh::connect(vm));
+step("repository", || {
+    s.run(`set -e
+mkdir -p /srv/repo && cd /srv/repo
+for p in flaky broken; do
+  d=$(mktemp -d); mkdir -p $d/DEBIAN
+  printf 'Package: %s\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@t>\nDescription: test\n' $p > $d/DEBIAN/control
+  if [ $p = flaky ]; then
+    printf '#!/bin/sh\n[ -e /var/lib/flaky-tried ] && exit 0\ntouch /var/lib/flaky-tried\necho "flaky: first start timed out"\nexit 1\n' > $d/DEBIAN/postinst
+  else
+    printf '#!/bin/sh\necho "broken: cannot start, ever"\nexit 1\n' > $d/DEBIAN/postinst
+  fi
+  chmod 755 $d/DEBIAN/postinst
+  dpkg-deb -b $d "$p"_1.0_all.deb >/dev/null
+done
+for f in *.deb; do dpkg-deb -f $f; echo "Filename: ./$f"; echo "Size: $(stat -c %s $f)"; echo "SHA256: $(sha256sum $f | cut -d' ' -f1)"; echo; done > Packages
+echo 'deb [trusted=yes] file:/srv/repo ./' > /etc/apt/sources.list.d/local.list
+apt-get update -q >/dev/null`, #{ sudo: true });
+});
+step("flaky", || s.apt_install(["flaky"]));
+step("flaky is installed", || print(`flaky: ${s.run("dpkg-query -W -f='${Status}' flaky").stdout}`));
+step("broken", || s.apt_install(["broken"]));
+"#,
+    );
+    let out = t.run_with(&["lab.rhai", "--lab", &lab, "--output", "plain"]);
+    out.assert_code(1)
+        .assert_stderr_contains("changed flaky")
+        .assert_stderr_contains("flaky: install ok installed")
+        .assert_stderr_contains("FAILED  broken")
+        .assert_stderr_contains("broken: cannot start, ever")
+        .assert_stderr_contains("dpkg returned an error code (1)");
+    destroy_and_check(&t, &lab);
+}
+
 #[test]
 fn a_missing_engine_says_how_to_install_it() {
     let lab = unique_lab("noengine");

@@ -94,7 +94,9 @@ pub(super) fn register(engine: &mut Engine, ctx: &Arc<LabContext>) {
         "Installs the packages not yet installed (apt-get, non-interactive, as root);
         returns `true` only if something was installed. Refreshes the package index
         only when it is missing, a day old, or lacks a package; waits up to 600 s for
-        dpkg/apt locks held by cloud-init or unattended-upgrades.",
+        dpkg/apt locks held by cloud-init or unattended-upgrades. A package whose own
+        script fails (dpkg: error code 1) is configured once more; if it fails again,
+        the error shows what its script printed.",
         move |s: &mut Session, packages: Array| apt_install(&c, s, packages, &Map::new())
     );
     let c = ctx.clone();
