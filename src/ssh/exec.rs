@@ -88,6 +88,12 @@ pub struct Output {
     pub omitted: (u64, u64),
 }
 
+/// The last `n` non-blank lines of `text`.
+fn last_lines(text: &str, n: usize) -> String {
+    let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    all[all.len().saturating_sub(n)..].join("\n")
+}
+
 impl Output {
     pub fn success(&self) -> bool {
         self.code == 0
@@ -98,15 +104,14 @@ impl Output {
     /// package script's failure, then "E: Sub-process /usr/bin/dpkg
     /// returned an error code (1)").
     pub fn both_tails(&self, lines: usize) -> String {
-        let last = |text: &str| {
-            let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-            all[all.len().saturating_sub(lines)..].join("\n")
-        };
-        [last(&self.stdout), last(&self.stderr)]
-            .into_iter()
-            .filter(|t| !t.is_empty())
-            .collect::<Vec<_>>()
-            .join("\n")
+        [
+            last_lines(&self.stdout, lines),
+            last_lines(&self.stderr, lines),
+        ]
+        .into_iter()
+        .filter(|t| !t.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
     }
 
     /// The last lines of stderr (or of stdout if stderr is empty).
@@ -116,8 +121,7 @@ impl Output {
         } else {
             &self.stderr
         };
-        let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        last_lines(text, lines)
     }
 
     /// What was left out of the output, for a warning: `None` if nothing.

@@ -107,7 +107,7 @@ impl LocalProvider {
         c: Container,
         spec: &InstanceSpec,
     ) -> ProviderResult<(Instance, bool)> {
-        if !c.running() && docker::engine_is_local() {
+        if !c.running() {
             inotify::check_host(&spec.name).await?;
         }
         let mut changed = false;
@@ -195,9 +195,7 @@ impl LocalProvider {
             .host_cgroups(&image_ref)
             .await?
             .for_instance(&cname, &spec.image)?;
-        if docker::engine_is_local() {
-            inotify::check_host(&spec.name).await?;
-        }
+        inotify::check_host(&spec.name).await?;
         let net = self.network().await?.clone();
         let _ = net_tx.send(net.clone());
 
